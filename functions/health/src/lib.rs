@@ -1,0 +1,21 @@
+//! `GET /health`: is this function up, and does the database answer `select 1` within a second?
+
+use std::time::Duration;
+
+use lambda_http::{Request, http::StatusCode};
+use serde_json::json;
+use shared::App;
+use shared::http::{self, ApiError, ApiResult};
+
+pub const FUNCTION: &str = "health";
+const DATABASE_DEADLINE: Duration = Duration::from_secs(1);
+
+pub async fn handle(app: &App, _req: Request) -> ApiResult {
+    shared::db::ping(&app.db, DATABASE_DEADLINE)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("health check: {e}")))?;
+    http::json(
+        StatusCode::OK,
+        &json!({"status": "ok", "checks": {"database": "ok"}, "version": env!("CARGO_PKG_VERSION")}),
+    )
+}

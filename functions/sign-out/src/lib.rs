@@ -1,0 +1,18 @@
+//! `POST /api/auth/sign-out`: deletes the session and clears its cookie.
+
+use lambda_http::Request;
+use lambda_http::http::header;
+use shared::App;
+use shared::auth::clearing_cookie;
+use shared::http::{self, ApiResult};
+
+pub const FUNCTION: &str = "sign-out";
+
+pub async fn handle(app: &App, req: Request) -> ApiResult {
+    let cookie = app.sessions.sign_out(req.headers()).await?;
+    let mut response = http::no_content();
+    if let Some(name) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, clearing_cookie(name));
+    }
+    Ok(response)
+}

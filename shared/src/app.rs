@@ -1,0 +1,38 @@
+//! What every function builds once per cold start: settings, logging, the pool and the HTTP policy.
+
+use crate::auth::Sessions;
+use crate::config::{ConfigError, Settings};
+use crate::db::{self, DbPool};
+use crate::http::{Cors, Http};
+use crate::telemetry;
+
+/// Shared state for one execution environment.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub settings: Settings,
+    pub db: DbPool,
+    pub http: Http,
+    pub sessions: Sessions,
+}
+
+impl App {
+    /// Loads settings and builds the pool. A bad configuration fails init with every problem named.
+    pub async fn init(function: &'static str) -> Result<App, ConfigError> {
+        telemetry::init();
+        let settings = Settings::load().await.inspect_err(|e| {
+            tracing::error!(function, problems = ?e.problems, "configuration invalid");
+            eprintln!("{function}: {e}");
+        })?;
+        let app = App::from_settings(function, settings);
+        db::warm_up(&app.db).await;
+        Ok(app)
+    }
+
+    /// Builds state from settings without touching the environment or the network (tests use this).
+    pub fn from_settings(function: &'static str, settings: Settings) -> App {
+        let db = db::pool(&settings.database);
+        let http = Http::new(function, Cors::new(settings.cors_origins.clone()), settings.max_body_bytes);
+        let sessions = Sessions::new(db.clone(), settings.session);
+        App { settings, db, http, sessions }
+    }
+}

@@ -1,0 +1,310 @@
+//! Auth.js database sessions, resolved from the same `sessions` and `users` tables the Next.js app
+//! writes through `@auth/pg-adapter`.
+//!
+//! One statement on every path: it reads the session and its user, deletes the row if it has
+//! expired, and slides the expiry forward by Auth.js's rule. The token is never logged.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::SessionSettings;
+use crate::db::{self, DbPool, Type};
+use crate::http::ApiError;
+
+/// Cookie names Auth.js v5 and NextAuth v4 use, in the order we prefer them.
+pub const SESSION_COOKIES: [&str; 4] = [
+    "__Secure-authjs.session-token",
+    "authjs.session-token",
+    "__Secure-next-auth.session-token",
+    "next-auth.session-token",
+];
+
+/// Where the token came from: cookie sessions need CSRF protection, bearer tokens do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Cookie(&'static str),
+    Bearer,
+}
+
+/// A session token. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Accepts what Auth.js (a UUID) or `cargo xtask session` (base64url) produce: 1 to 255 characters
+    /// of RFC 6750's token68 alphabet. Anything else cannot be a session and never reaches the database.
+    pub fn parse(raw: &str) -> Option<SessionToken> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 255
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
+        ok.then(|| SessionToken(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `None` when something was presented but cannot be a valid token (still a 401, not a lookup).
+    pub token: Option<SessionToken>,
+    pub source: TokenSource,
+}
+
+/// Finds the credentials in a request: `Authorization: Bearer` first, then the session cookies in
+/// [`SESSION_COOKIES`] order. Malformed cookie pairs are skipped, not fatal.
+pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or("");
+        let token = text
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .and_then(|(_, token)| SessionToken::parse(token.trim()));
+        return Some(Credentials { token, source: TokenSource::Bearer });
+    }
+    let mut found: Option<(usize, &str)> = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            let name = name.trim();
+            let Some(rank) = SESSION_COOKIES.iter().position(|n| *n == name) else { continue };
+            // The first occurrence of the best-ranked name wins, as a browser orders them.
+            if found.is_none_or(|(best, _)| rank < best) {
+                found = Some((rank, value.trim().trim_matches('"')));
+            }
+        }
+    }
+    found.map(|(rank, value)| Credentials {
+        token: SessionToken::parse(value),
+        source: TokenSource::Cookie(SESSION_COOKIES[rank]),
+    })
+}
+
+/// An Auth.js user row, as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct User {
+    /// Auth.js passes ids as strings; so do we.
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub image: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub email_verified: Option<OffsetDateTime>,
+}
+
+impl User {
+    /// The numeric id other tables reference.
+    pub fn db_id(&self) -> i32 {
+        self.id.parse().expect("ids come from an integer column")
+    }
+}
+
+/// A live session and its user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub expires: OffsetDateTime,
+    pub source: TokenSource,
+    /// True when this request slid the expiry forward; the cookie is then re-set with it.
+    pub refreshed: bool,
+    token: SessionToken,
+}
+
+impl Session {
+    /// A `Set-Cookie` carrying the new expiry, when the session came from a cookie and was refreshed,
+    /// as Auth.js itself does on each session read.
+    pub fn refreshed_cookie(&self) -> Option<HeaderValue> {
+        let TokenSource::Cookie(name) = self.source else { return None };
+        if !self.refreshed {
+            return None;
+        }
+        let expires = self.expires.format(&time::format_description::well_known::Rfc2822).ok()?;
+        let secure = if name.starts_with("__Secure-") { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={}; Path=/; Expires={expires}; HttpOnly; SameSite=Lax{secure}",
+            self.token.expose()
+        ))
+        .ok()
+    }
+}
+
+/// A `Set-Cookie` that removes the named session cookie.
+pub fn clearing_cookie(name: &str) -> HeaderValue {
+    let secure = if name.starts_with("__Secure-") { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .expect("cookie names are static ASCII")
+}
+
+/// Resolves and ends sessions against the shared Auth.js tables.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pool: DbPool,
+    settings: SessionSettings,
+}
+
+// Auth.js: expired when `expires < now` (then deleted); refreshed when
+// `expires - maxAge + updateAge <= now` (then `expires = now + maxAge`).
+const RESOLVE_SQL: &str = r#"
+WITH found AS (
+    SELECT id, "userId", expires FROM sessions WHERE "sessionToken" = $1
+), expired AS (
+    DELETE FROM sessions WHERE id IN (SELECT id FROM found WHERE expires < now()) RETURNING id
+), refreshed AS (
+    UPDATE sessions SET expires = now() + make_interval(secs => $2)
+    WHERE id IN (
+        SELECT id FROM found
+        WHERE expires >= now()
+          AND expires - make_interval(secs => $2) + make_interval(secs => $3) <= now()
+    )
+    RETURNING id, expires
+)
+SELECT u.id, u.name, u.email, u.image, u."emailVerified",
+       COALESCE(r.expires, f.expires) AS expires, r.id IS NOT NULL AS refreshed
+FROM found f
+JOIN users u ON u.id = f."userId"
+LEFT JOIN refreshed r ON r.id = f.id
+WHERE f.expires >= now()
+"#;
+
+impl Sessions {
+    pub fn new(pool: DbPool, settings: SessionSettings) -> Self {
+        Sessions { pool, settings }
+    }
+
+    /// The caller's live session, or 401.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
+        let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
+        let token = creds.token.ok_or(ApiError::Unauthenticated)?;
+        let client = db::client(&self.pool).await?;
+        let rows = client
+            .query_typed(
+                RESOLVE_SQL,
+                &[
+                    (&token.expose(), Type::TEXT),
+                    (&secs(self.settings.max_age), Type::FLOAT8),
+                    (&secs(self.settings.update_age), Type::FLOAT8),
+                ],
+            )
+            .await
+            .map_err(db::DbError::from)?;
+        let row = rows.first().ok_or(ApiError::Unauthenticated)?;
+        Ok(Session {
+            user: User {
+                id: row.get::<_, i32>(0).to_string(),
+                name: row.get(1),
+                email: row.get(2),
+                image: row.get(3),
+                email_verified: row.get(4),
+            },
+            expires: row.get(5),
+            refreshed: row.get(6),
+            source: creds.source,
+            token,
+        })
+    }
+
+    /// Deletes the presented session, whatever its state: signing out twice is not an error.
+    /// Returns the cookie to clear, if the token came from one; 401 when nothing was presented.
+    pub async fn sign_out(&self, headers: &HeaderMap) -> Result<Option<&'static str>, ApiError> {
+        let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
+        if let Some(token) = &creds.token {
+            let client = db::client(&self.pool).await?;
+            client
+                .query_typed(r#"DELETE FROM sessions WHERE "sessionToken" = $1"#, &[(&token.expose(), Type::TEXT)])
+                .await
+                .map_err(db::DbError::from)?;
+        }
+        Ok(match creds.source {
+            TokenSource::Cookie(name) => Some(name),
+            TokenSource::Bearer => None,
+        })
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn secure_authjs_cookie_wins_over_the_others_in_any_order() {
+        let h = headers(&[(
+            "cookie",
+            "next-auth.session-token=old; theme=dark; __Secure-authjs.session-token=abc-123; authjs.session-token=plain",
+        )]);
+        let c = credentials(&h).unwrap();
+        assert_eq!(c.source, TokenSource::Cookie("__Secure-authjs.session-token"));
+        assert_eq!(c.token.unwrap().expose(), "abc-123");
+    }
+
+    #[test]
+    fn cookies_split_over_several_headers_are_all_read() {
+        let h = headers(&[("cookie", "a=1"), ("cookie", "authjs.session-token=tok")]);
+        assert_eq!(credentials(&h).unwrap().token.unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn malformed_cookie_headers_are_survived() {
+        let h = headers(&[("cookie", ";;=;junk; =x; authjs.session-token ; authjs.session-token=ok;")]);
+        assert_eq!(credentials(&h).unwrap().token.unwrap().expose(), "ok");
+        assert!(credentials(&headers(&[("cookie", "junk;;;")])).is_none());
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_and_take_precedence() {
+        let h = headers(&[("authorization", "Bearer 1a2b"), ("cookie", "authjs.session-token=c")]);
+        let c = credentials(&h).unwrap();
+        assert_eq!(c.source, TokenSource::Bearer);
+        assert_eq!(c.token.unwrap().expose(), "1a2b");
+        let basic = credentials(&headers(&[("authorization", "Basic dXNlcjpwYXNz")])).unwrap();
+        assert!(basic.token.is_none());
+    }
+
+    #[test]
+    fn tokens_outside_the_token68_alphabet_are_refused_before_the_database() {
+        for bad in ["", "' OR 1=1 --", "a b", "tok;en", &"x".repeat(256), "ünïcode"] {
+            assert!(SessionToken::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(SessionToken::parse("6f1c2d7e-8a9b-4c3d-9e8f-7a6b5c4d3e2f").is_some());
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let t = SessionToken::parse("super-secret").unwrap();
+        assert!(!format!("{t:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn clearing_cookie_expires_immediately_and_keeps_the_prefix_rules() {
+        let c = clearing_cookie("__Secure-authjs.session-token");
+        let s = c.to_str().unwrap();
+        assert!(s.starts_with("__Secure-authjs.session-token=;"));
+        assert!(s.contains("Max-Age=0") && s.contains("Secure") && s.contains("Path=/"));
+        assert!(!clearing_cookie("authjs.session-token").to_str().unwrap().contains("Secure"));
+    }
+}

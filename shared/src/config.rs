@@ -1,0 +1,484 @@
+//! Typed settings, read from the environment (and the Secrets Manager secret) once per cold start.
+//!
+//! Every problem is collected and reported together, by variable name; a secret's value never appears
+//! in an error or in `Debug` output. An empty variable counts as unset.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where Parley runs. Deployed stages insist on explicit configuration; `local` has friendly defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Local,
+    Dev,
+    Staging,
+    Prod,
+}
+
+impl Stage {
+    pub fn is_deployed(self) -> bool {
+        self != Stage::Local
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Local => "local",
+            Stage::Dev => "dev",
+            Stage::Staging => "staging",
+            Stage::Prod => "prod",
+        }
+    }
+}
+
+impl FromStr for Stage {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "local" => Ok(Stage::Local),
+            "dev" => Ok(Stage::Dev),
+            "staging" => Ok(Stage::Staging),
+            "prod" => Ok(Stage::Prod),
+            _ => Err(()),
+        }
+    }
+}
+
+/// All of Parley's configuration. Built once per execution environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stage: Stage,
+    pub database: DatabaseSettings,
+    /// Exact origins (scheme://host[:port]) allowed to call the API with credentials.
+    pub cors_origins: Vec<String>,
+    pub session: SessionSettings,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// The parsed connection settings; the URL itself is a secret and is not kept.
+    pub pg: tokio_postgres::Config,
+    pub pool_max_size: usize,
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    /// Zero disables the `statement_timeout` startup option.
+    pub statement_timeout: Duration,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    // tokio_postgres::Config's own Debug already redacts the password; hosts are not secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("hosts", &self.pg.get_hosts())
+            .field("dbname", &self.pg.get_dbname())
+            .field("user", &self.pg.get_user())
+            .field("password", &self.pg.get_password().map(|_| "[redacted]"))
+            .field("ssl_mode", &self.pg.get_ssl_mode())
+            .field("pool_max_size", &self.pool_max_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// Auth.js `session.maxAge`: idle lifetime of a session.
+    pub max_age: Duration,
+    /// Auth.js `session.updateAge`: how often the expiry slides forward.
+    pub update_age: Duration,
+}
+
+/// One thing wrong with the environment, named by variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+/// Every configuration problem found, reported together.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  - {}: {}", p.variable, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+// Debug is what `main` prints when init fails, so make it the readable list too.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Variables whose values are secrets: never echoed, and also read from the Secrets Manager secret.
+pub const SECRET_VARIABLES: &[&str] = &["DATABASE_URL", "NEON_PG_CONN"];
+
+const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
+
+impl Settings {
+    /// Reads the process environment and, when `PARLEY_SECRET_ARN` is set, the secret it names.
+    pub async fn load() -> Result<Settings, ConfigError> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        if let Some(arn) = vars.get("PARLEY_SECRET_ARN").filter(|v| !v.trim().is_empty()) {
+            let secret = crate::config::secrets::fetch(arn.trim()).await.map_err(|message| ConfigError {
+                problems: vec![Problem { variable: "PARLEY_SECRET_ARN", message }],
+            })?;
+            merge_secret(&mut vars, secret);
+        }
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Builds settings from any lookup, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut r = Reader { lookup: &lookup, problems: Vec::new() };
+
+        let stage = match r.get("PARLEY_STAGE") {
+            None => Stage::Local,
+            Some(v) => v.parse().unwrap_or_else(|()| {
+                r.problem("PARLEY_STAGE", format!("must be one of local, dev, staging, prod; got {v:?}"));
+                Stage::Local
+            }),
+        };
+
+        let pool_max_size = r.bounded("DB_POOL_MAX_SIZE", 2usize, 1, 32);
+        let connect_timeout = Duration::from_millis(r.bounded("DB_CONNECT_TIMEOUT_MS", 3_000u64, 250, 10_000));
+        let acquire_timeout = Duration::from_millis(r.bounded("DB_ACQUIRE_TIMEOUT_MS", 3_000u64, 100, 10_000));
+        let statement_timeout = Duration::from_millis(r.bounded("DB_STATEMENT_TIMEOUT_MS", 5_000u64, 0, 60_000));
+        let pg = r.database_url();
+
+        let cors_origins = r.cors_origins(stage);
+
+        let max_age = r.bounded("SESSION_MAX_AGE_SECONDS", 30 * 24 * 3600u64, 60, 365 * 24 * 3600);
+        let update_age = r.bounded("SESSION_UPDATE_AGE_SECONDS", 24 * 3600u64, 0, 365 * 24 * 3600);
+        if update_age > max_age {
+            r.problem(
+                "SESSION_UPDATE_AGE_SECONDS",
+                format!("must not exceed SESSION_MAX_AGE_SECONDS ({max_age}); got {update_age}"),
+            );
+        }
+        // API Gateway's payload cap is 10 MB and Lambda's 6 MB; JSON bodies are far smaller.
+        let max_body_bytes = r.bounded("MAX_BODY_BYTES", 1024 * 1024usize, 1024, 6 * 1024 * 1024);
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError { problems: r.problems });
+        }
+        Ok(Settings {
+            stage,
+            database: DatabaseSettings {
+                pg: pg.expect("a missing URL is reported as a problem"),
+                pool_max_size,
+                connect_timeout,
+                acquire_timeout,
+                statement_timeout,
+            },
+            cors_origins,
+            session: SessionSettings {
+                max_age: Duration::from_secs(max_age),
+                update_age: Duration::from_secs(update_age),
+            },
+            max_body_bytes,
+        })
+    }
+}
+
+/// Fills unset (or empty) variables from the secret's keys; an explicitly set variable wins.
+fn merge_secret(vars: &mut HashMap<String, String>, secret: HashMap<String, String>) {
+    for (key, value) in secret {
+        let slot = vars.entry(key).or_default();
+        if slot.trim().is_empty() {
+            *slot = value;
+        }
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(Problem { variable, message: message.into() });
+    }
+
+    fn bounded<T>(&mut self, name: &'static str, default: T, min: T, max: T) -> T
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.get(name) else { return default };
+        match raw.parse::<T>() {
+            Ok(v) if v >= min && v <= max => v,
+            _ => {
+                self.problem(name, format!("must be an integer from {min} to {max}; got {raw:?}"));
+                default
+            }
+        }
+    }
+
+    fn database_url(&mut self) -> Option<tokio_postgres::Config> {
+        let (name, url) = match (self.get("DATABASE_URL"), self.get("NEON_PG_CONN")) {
+            (Some(url), _) => ("DATABASE_URL", url),
+            (None, Some(url)) => ("NEON_PG_CONN", url),
+            (None, None) => {
+                self.problem("DATABASE_URL", "is required (NEON_PG_CONN is accepted as an alias)");
+                return None;
+            }
+        };
+        let url = SecretString::from(url);
+        match parse_database_url(url.expose_secret()) {
+            Ok(config) => Some(config),
+            Err(reason) => {
+                let variable = if name == "DATABASE_URL" { "DATABASE_URL" } else { "NEON_PG_CONN" };
+                self.problem(variable, format!("is not a usable PostgreSQL URL: {reason}"));
+                None
+            }
+        }
+    }
+
+    fn cors_origins(&mut self, stage: Stage) -> Vec<String> {
+        let Some(raw) = self.get("CORS_ORIGINS") else {
+            if stage.is_deployed() {
+                self.problem("CORS_ORIGINS", "is required outside the local stage (comma-separated exact origins)");
+            }
+            return if stage.is_deployed() {
+                Vec::new()
+            } else {
+                LOCAL_CORS_ORIGINS.iter().map(|o| o.to_string()).collect()
+            };
+        };
+        let mut origins = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match normalize_origin(part) {
+                Some(origin) => origins.push(origin),
+                None => self.problem(
+                    "CORS_ORIGINS",
+                    format!("{part:?} is not an exact origin like https://app.example.com (no path, no wildcard)"),
+                ),
+            }
+        }
+        origins
+    }
+}
+
+/// Accepts `scheme://host[:port]` with http or https, nothing else; returns it lower-cased.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let lower = origin.to_ascii_lowercase();
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"))?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !host.starts_with('.')
+        && !host.ends_with('.');
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
+    (host_ok && port_ok).then_some(lower)
+}
+
+/// Parses a PostgreSQL URL or key=value string. Errors never contain the input (it holds a password).
+///
+/// `sslmode=verify-full|verify-ca` (what psql users copy from Neon) become `require`: our rustls
+/// connector always verifies the chain and host name, so that is at least as strict. `sslrootcert` is
+/// dropped because the roots are compiled in (webpki-roots).
+pub fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    let normalized = normalize_ssl_params(url);
+    tokio_postgres::Config::from_str(&normalized)
+        .map_err(|e| {
+            // tokio-postgres' messages name the option, never the value; keep only the first line.
+            e.to_string().lines().next().unwrap_or("unparsable").to_owned()
+        })
+        .and_then(|config| {
+            if config.get_hosts().is_empty() {
+                Err("no host given".to_owned())
+            } else {
+                Ok(config)
+            }
+        })
+}
+
+fn normalize_ssl_params(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sslrootcert="))
+        .map(|p| match p {
+            "sslmode=verify-full" | "sslmode=verify-ca" => "sslmode=require".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    if params.is_empty() { base.to_owned() } else { format!("{base}?{}", params.join("&")) }
+}
+
+/// Reading the one Secrets Manager secret that holds Parley's secrets as a JSON object.
+pub mod secrets {
+    use std::collections::HashMap;
+
+    use aws_config::BehaviorVersion;
+    use aws_smithy_http_client::tls;
+
+    /// Fetches `arn` and returns its JSON object of string values. Errors never contain secret values.
+    pub async fn fetch(arn: &str) -> Result<HashMap<String, String>, String> {
+        // ring-backed rustls: one TLS stack in every binary, and no C build for arm64 cross-compiles.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        let config = aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await;
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        let output = client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| format!("could not read the secret: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))?;
+        let text = output.secret_string().ok_or("the secret has no SecretString")?;
+        parse_secret_json(text)
+    }
+
+    /// The secret must be a flat JSON object; numbers and booleans are accepted as their text.
+    pub fn parse_secret_json(text: &str) -> Result<HashMap<String, String>, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| "the secret is not a JSON object".to_owned())?;
+        let object = value.as_object().ok_or("the secret is not a JSON object")?;
+        let mut out = HashMap::new();
+        for (key, value) in object {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return Err(format!("the secret's key {key:?} must hold a string")),
+            };
+            out.insert(key.clone(), text);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const URL: &str = "postgres://parley:hunter2-secret@127.0.0.1:5432/parley";
+
+    #[test]
+    fn local_defaults_apply_when_only_the_database_is_given() {
+        let s = settings(&[("DATABASE_URL", URL)]).unwrap();
+        assert_eq!(s.stage, Stage::Local);
+        assert_eq!(s.cors_origins, vec!["http://localhost:3000", "http://127.0.0.1:3000"]);
+        assert_eq!(s.database.pool_max_size, 2);
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(s.session.max_age, Duration::from_secs(2_592_000));
+        assert_eq!(s.session.update_age, Duration::from_secs(86_400));
+        assert_eq!(s.max_body_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn neon_pg_conn_is_accepted_as_an_alias() {
+        let s = settings(&[("NEON_PG_CONN", URL)]).unwrap();
+        assert_eq!(s.database.pg.get_dbname(), Some("parley"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_by_name() {
+        let err = settings(&[
+            ("PARLEY_STAGE", "prod"),
+            ("DB_POOL_MAX_SIZE", "0"),
+            ("DB_CONNECT_TIMEOUT_MS", "soon"),
+            ("SESSION_MAX_AGE_SECONDS", "3600"),
+            ("SESSION_UPDATE_AGE_SECONDS", "7200"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            names,
+            vec![
+                "DB_POOL_MAX_SIZE",
+                "DB_CONNECT_TIMEOUT_MS",
+                "DATABASE_URL",
+                "CORS_ORIGINS",
+                "SESSION_UPDATE_AGE_SECONDS"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let err = settings(&[("DATABASE_URL", "   "), ("DB_POOL_MAX_SIZE", "")]).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug() {
+        let err = settings(&[("DATABASE_URL", "postgres://u:hunter2-secret@h/db?sslmode=bogus")]).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("DATABASE_URL"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        let ok = settings(&[("DATABASE_URL", URL)]).unwrap();
+        let debug = format!("{ok:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        let s = settings(&[("DATABASE_URL", URL), ("CORS_ORIGINS", "https://App.example.com, http://localhost:3000")])
+            .unwrap();
+        assert_eq!(s.cors_origins, vec!["https://app.example.com", "http://localhost:3000"]);
+        for bad in ["*", "https://app.example.com/", "ftp://x.example", "https://*.example.com", "https://x:99999"] {
+            let err = settings(&[("DATABASE_URL", URL), ("CORS_ORIGINS", bad)]).unwrap_err();
+            assert_eq!(err.problems[0].variable, "CORS_ORIGINS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn neon_style_urls_parse_with_tls_required() {
+        let cfg = parse_database_url(
+            "postgresql://u:p@ep-x-pooler.us-east-2.aws.neon.tech/neondb?sslmode=verify-full&sslrootcert=system&channel_binding=require",
+        )
+        .unwrap();
+        assert_eq!(cfg.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(cfg.get_dbname(), Some("neondb"));
+    }
+
+    #[test]
+    fn secret_json_fills_only_unset_variables() {
+        let secret = secrets::parse_secret_json(r#"{"DATABASE_URL":"postgres://s@h/db","DB_POOL_MAX_SIZE":4}"#).unwrap();
+        let mut vars = HashMap::from([
+            ("DB_POOL_MAX_SIZE".to_owned(), "3".to_owned()),
+            ("DATABASE_URL".to_owned(), "".to_owned()),
+        ]);
+        merge_secret(&mut vars, secret);
+        assert_eq!(vars["DATABASE_URL"], "postgres://s@h/db");
+        assert_eq!(vars["DB_POOL_MAX_SIZE"], "3");
+        assert!(secrets::parse_secret_json("[1]").is_err());
+        assert!(secrets::parse_secret_json(r#"{"A":{"nested":1}}"#).is_err());
+    }
+}

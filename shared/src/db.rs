@@ -1,0 +1,188 @@
+//! The Neon pool: deadpool-postgres over tokio-postgres, built once per execution environment.
+//!
+//! Queries use `query_typed` (the unnamed statement, one round trip), so nothing depends on a named
+//! prepared statement surviving between transactions: that is what Neon's PgBouncer pooler in
+//! transaction mode requires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Metrics, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+
+use crate::config::DatabaseSettings;
+
+pub use deadpool_postgres::{Client, Pool as DbPool};
+pub use tokio_postgres::types::Type;
+
+/// A connection idle this long may have died while the Lambda was frozen: check it before use.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+/// Connections older than this are replaced, so a restarted Neon compute is picked up.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+const STALE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached in time; worth retrying later (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else is our bug or a constraint the caller must handle (500).
+    #[error("database error: {0}")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl DbError {
+    /// The SQLSTATE of a query error, if any.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            DbError::Query(e) => e.code(),
+            DbError::Unavailable(_) => None,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let transient = e.is_closed()
+            || e.code().is_some_and(|c| {
+                // Class 08 (connection), 53 (resources), 57P0x (shutdown) and 57014 (statement timeout).
+                let code = c.code();
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0") || *c == SqlState::QUERY_CANCELED
+            })
+            || (e.code().is_none() && std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()));
+        if transient { DbError::Unavailable(e.to_string()) } else { DbError::Query(e) }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match e {
+            PoolError::Backend(e) => DbError::from(e),
+            PoolError::Timeout(kind) => DbError::Unavailable(format!("pool timed out ({kind:?})")),
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Builds the pool without connecting; the first `get` (or [`warm_up`]) opens a connection.
+pub fn pool(settings: &DatabaseSettings) -> Pool {
+    let mut pg = settings.pg.clone();
+    pg.connect_timeout(settings.connect_timeout);
+    pg.keepalives(true);
+    pg.keepalives_idle(Duration::from_secs(30));
+    if !settings.statement_timeout.is_zero() {
+        // A startup option, not `SET`: session SET is not allowed through a transaction-mode pooler.
+        let option = format!("-c statement_timeout={}", settings.statement_timeout.as_millis());
+        let options = match pg.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {option}"),
+            _ => option,
+        };
+        pg.options(&options);
+    }
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match pg.get_ssl_mode() {
+        // Only an explicit `require` (or verify-*) means TLS: `prefer`, the default, is a local URL.
+        SslMode::Require => Manager::from_config(pg, tls_connector(), manager_config),
+        _ => Manager::from_config(pg, tokio_postgres::NoTls, manager_config),
+    };
+    Pool::builder(manager)
+        .max_size(settings.pool_max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(STALE_CHECK_TIMEOUT))
+        .pre_recycle(Hook::async_fn(|client: &mut deadpool_postgres::ClientWrapper, metrics: &Metrics| {
+            let idle = metrics.last_used();
+            let age = metrics.age();
+            Box::pin(async move {
+                if age > MAX_CONNECTION_AGE {
+                    return Err(HookError::message("connection reached its maximum age"));
+                }
+                if idle > STALE_AFTER {
+                    match tokio::time::timeout(STALE_CHECK_TIMEOUT, client.simple_query("")).await {
+                        Ok(Ok(_)) => {}
+                        _ => return Err(HookError::message("stale connection dropped")),
+                    }
+                }
+                Ok(())
+            })
+        }))
+        .build()
+        .expect("a runtime and a size are always set")
+}
+
+fn tls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+    // Roots compiled in (webpki-roots): no certificate-store scan on the cold-start path.
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// Takes a connection from the pool, mapping pool failures to [`DbError`].
+pub async fn client(pool: &Pool) -> Result<Client, DbError> {
+    Ok(pool.get().await?)
+}
+
+/// Opens a connection during INIT so the first request does not pay for it; failure is only logged
+/// (the request will try again and answer 503 if the database is still down).
+pub async fn warm_up(pool: &Pool) {
+    if let Err(e) = client(pool).await {
+        tracing::warn!(error = %e, "database warm-up failed");
+    }
+}
+
+/// `select 1` within `within`: the health check.
+pub async fn ping(pool: &Pool, within: Duration) -> Result<(), DbError> {
+    let check = async {
+        let client = client(pool).await?;
+        client.query_typed("select 1", &[]).await?;
+        Ok::<_, DbError>(())
+    };
+    match tokio::time::timeout(within, check).await {
+        Ok(result) => result,
+        Err(_) => Err(DbError::Unavailable(format!("no answer within {} ms", within.as_millis()))),
+    }
+}
+
+/// Opens one direct connection (for migrations and tooling), with the same TLS rule as the pool.
+pub async fn connect(pg: &tokio_postgres::Config) -> Result<tokio_postgres::Client, DbError> {
+    let client = match pg.get_ssl_mode() {
+        SslMode::Require => {
+            let (client, connection) = pg.connect(tls_connector()).await?;
+            tokio::spawn(connection);
+            client
+        }
+        _ => {
+            let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client
+        }
+    };
+    Ok(client)
+}
+
+#[cfg(feature = "migrate")]
+pub mod migrations {
+    //! Forward-only SQL migrations from `migrations/`, applied with refinery.
+
+    refinery::embed_migrations!("../migrations");
+
+    /// The history table; refinery refuses to run if an applied file was edited since.
+    pub const HISTORY_TABLE: &str = "parley_schema_history";
+
+    /// Applies every pending migration; a no-op when there is none. Returns the names applied.
+    pub async fn run(client: &mut tokio_postgres::Client) -> Result<Vec<String>, refinery::Error> {
+        let mut runner = migrations::runner().set_abort_divergent(true).set_abort_missing(true);
+        runner.set_migration_table_name(HISTORY_TABLE);
+        let report = runner
+            .run_async(client)
+            .await?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+}

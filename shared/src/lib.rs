@@ -1,0 +1,13 @@
+//! Parley's common crate: everything the Lambda functions share.
+//!
+//! Modules depend downward only: `app` wires `config`, `telemetry`, `db`, `http` and `auth` together
+//! once per cold start; nothing here depends on a function crate.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod telemetry;
+
+pub use app::App;
