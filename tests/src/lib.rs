@@ -1,0 +1,303 @@
+//! Test support: fresh migrated PostgreSQL databases, real API Gateway v2 events, Auth.js sessions
+//! made by the real adapter, and the real binaries under `cargo lambda watch`.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lambda_http::Request;
+use serde_json::{Value, json};
+use shared::config::Settings;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+/// The server tests create databases on; `cargo xtask test` sets it.
+pub fn admin_url() -> String {
+    std::env::var("PARLEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database for one test, migrated, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub client: tokio_postgres::Client,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin = connect(&admin_url()).await;
+        let name = format!("parley_t_{}", uuid::Uuid::new_v4().simple());
+        admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+        let url = format!("{}/{name}", admin_url().rsplit_once('/').expect("URL has a path").0);
+        let mut client = connect(&url).await;
+        shared::db::migrations::run(&mut client).await.expect("migrations apply");
+        TestDb { name, url, client }
+    }
+
+    /// Settings as a function would load them, pointed at this database.
+    pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        settings_with(&self.url, extra)
+    }
+
+    pub async fn drop_db(self) {
+        drop(self.client);
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .await
+            .expect("drop test database");
+    }
+
+    /// Inserts a user and a session expiring `expires_in_secs` from now (negative: already expired).
+    pub async fn session(&self, email: &str, expires_in_secs: i64) -> (i32, String) {
+        let user: i32 = self
+            .client
+            .query_one(
+                r#"INSERT INTO users (name, email, "emailVerified", image) VALUES ('Test User', $1, now(), 'https://example.com/a.png') RETURNING id"#,
+                &[&email],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let token = uuid::Uuid::new_v4().to_string();
+        self.client
+            .execute(
+                r#"INSERT INTO sessions ("userId", expires, "sessionToken") VALUES ($1, now() + make_interval(secs => $2::float8), $3)"#,
+                &[&user, &(expires_in_secs as f64), &token],
+            )
+            .await
+            .unwrap();
+        (user, token)
+    }
+
+    pub async fn session_count(&self, token: &str) -> i64 {
+        self.client
+            .query_one(r#"SELECT count(*) FROM sessions WHERE "sessionToken" = $1"#, &[&token])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Seconds from now until the session expires.
+    pub async fn seconds_left(&self, token: &str) -> f64 {
+        self.client
+            .query_one(
+                r#"SELECT extract(epoch FROM expires - now())::float8 FROM sessions WHERE "sessionToken" = $1"#,
+                &[&token],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+pub fn settings_with(database_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = HashMap::from([("DATABASE_URL".to_owned(), database_url.to_owned())]);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let config = shared::config::parse_database_url(url).expect("test URL parses");
+    shared::db::connect(&config).await.expect("test database connects")
+}
+
+/// A URL nothing listens on: the "database is down" case.
+pub fn dead_database_url() -> String {
+    let port = free_port();
+    format!("postgres://postgres:not-a-real-password@127.0.0.1:{port}/parley")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An API Gateway HTTP API (payload format 2.0) event, shaped exactly as AWS sends it.
+pub struct Event {
+    method: &'static str,
+    path: String,
+    headers: serde_json::Map<String, Value>,
+    cookies: Vec<String>,
+    body: Option<String>,
+    base64: bool,
+}
+
+impl Event {
+    pub fn new(method: &'static str, path: &str) -> Event {
+        Event {
+            method,
+            path: path.to_owned(),
+            headers: serde_json::Map::new(),
+            cookies: Vec::new(),
+            body: None,
+            base64: false,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Event {
+        self.headers.insert(name.to_ascii_lowercase(), Value::String(value.to_owned()));
+        self
+    }
+
+    /// API Gateway moves `Cookie` headers into the `cookies` array.
+    pub fn cookie(mut self, pair: &str) -> Event {
+        self.cookies.push(pair.to_owned());
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Event {
+        self.body = Some(body.to_owned());
+        self
+    }
+
+    pub fn base64_body(mut self, bytes: &[u8]) -> Event {
+        use base64::Engine;
+        self.body = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        self.base64 = true;
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut headers = self.headers.clone();
+        headers.entry("host").or_insert(json!("abc123.execute-api.us-east-1.amazonaws.com"));
+        headers.entry("user-agent").or_insert(json!("parley-tests"));
+        headers.entry("x-forwarded-proto").or_insert(json!("https"));
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": format!("{} {}", self.method, self.path),
+            "rawPath": self.path,
+            "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "abc123",
+                "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "abc123",
+                "http": {
+                    "method": self.method,
+                    "path": self.path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "203.0.113.7",
+                    "userAgent": "parley-tests"
+                },
+                "requestId": format!("req-{}", uuid::Uuid::new_v4().simple()),
+                "routeKey": format!("{} {}", self.method, self.path),
+                "stage": "$default",
+                "time": "22/Nov/2026:03:00:00 +0000",
+                "timeEpoch": 1795316400000u64
+            },
+            "isBase64Encoded": self.base64
+        });
+        if !self.cookies.is_empty() {
+            event["cookies"] = json!(self.cookies);
+        }
+        if let Some(body) = &self.body {
+            event["body"] = json!(body);
+        }
+        event
+    }
+
+    /// Parsed by lambda_http exactly as the runtime parses the real event.
+    pub fn request(&self) -> Request {
+        lambda_http::request::from_str(&self.to_json().to_string()).expect("a valid API Gateway v2 event")
+    }
+}
+
+/// The parts of a response tests look at.
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn from_response(response: lambda_http::Response<lambda_http::Body>) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes: &[u8] = response.body().as_ref();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
+        Answer { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem of the given status and slug.
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(self.body["status"], status);
+        assert_eq!(self.body["type"], format!("tag:parley.dev,2026:problem:{slug}"));
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "{}", self.body);
+    }
+}
+
+/// Runs the Auth.js interop script (the real @auth/pg-adapter) and returns its JSON line.
+pub fn authjs(database_url: &str, args: &[&str]) -> Value {
+    let script = workspace_root().join("tests/authjs-interop/authjs.mjs");
+    let output = Command::new("node")
+        .arg(script)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .expect("node runs (cargo xtask test installs the npm packages)");
+    assert!(output.status.success(), "authjs.mjs failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("authjs.mjs prints one JSON line")
+}
+
+/// The real function binaries served by `cargo lambda watch`, stopped (with their children) on drop.
+pub struct Watch {
+    child: Child,
+    pub base: String,
+}
+
+impl Watch {
+    pub async fn start(env: &[(&str, &str)]) -> Watch {
+        let port = free_port();
+        let cargo_lambda = std::env::var("PARLEY_CARGO_LAMBDA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join(".venv/bin/cargo-lambda"));
+        assert!(cargo_lambda.exists(), "cargo-lambda not found at {} (run via cargo xtask test)", cargo_lambda.display());
+        let mut cmd = Command::new(&cargo_lambda);
+        cmd.current_dir(workspace_root())
+            .args(["lambda", "watch", "--disable-cors", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        let child = cmd.spawn().expect("cargo lambda watch starts");
+        let watch = Watch { child, base: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", watch.base)).send().await {
+                if r.status().is_success() || r.status().as_u16() == 503 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "cargo lambda watch did not serve /health in time");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        watch
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as i32;
+        let _ = Command::new("kill").args(["-TERM", &format!("-{pgid}")]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-KILL", &format!("-{pgid}")]).status();
+        let _ = self.child.wait();
+    }
+}

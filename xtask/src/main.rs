@@ -1,0 +1,229 @@
+//! Dev and test orchestration for Parley: `cargo xtask <dev|test|lint|migrate|session>`.
+//!
+//! Everything a fresh machine lacks is brought here: the project-local Python venv (cargo-lambda,
+//! moto, cfn-lint), the interop test's npm packages, and PostgreSQL when none answers.
+
+mod postgres;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use postgres::Postgres;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  dev                     run the whole API on http://127.0.0.1:9000 (PostgreSQL, migrations, cargo lambda watch)
+  test [-- <filter>...]   run every test (unit, integration, handler, end-to-end, Auth.js interop)
+  lint                    cargo fmt --check, clippy -D warnings, cfn-lint template.yaml
+  migrate                 apply migrations/ to $DATABASE_URL (or the local dev database)
+  session EMAIL [--name NAME]
+                          create a local user and Auth.js session and print its cookie
+";
+
+/// The local dev database's name on a shared server.
+const DEV_DATABASE: &str = "parley_dev";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match args.first().map(String::as_str) {
+        Some("dev") => runtime.block_on(dev()),
+        Some("test") => runtime.block_on(test(&args[1..])),
+        Some("lint") => lint(),
+        Some("migrate") => runtime.block_on(migrate_command()),
+        Some("session") => runtime.block_on(session(&args[1..])),
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `.env` in the workspace root, as KEY=VALUE lines; the process environment wins over it.
+fn dotenv(root: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(root.join(".env")) else { return Vec::new() };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').trim_matches('\'').to_owned()))
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .collect()
+}
+
+async fn dev() -> Result {
+    let root = workspace_root();
+    let bin = tools::ensure_venv(&root)?;
+    let dotenv = dotenv(&root);
+    let from_dotenv = |name: &str| dotenv.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+
+    let mut pg = None;
+    let database_url = match non_empty_env("DATABASE_URL").or_else(|| from_dotenv("DATABASE_URL")) {
+        Some(url) => url,
+        None => {
+            let server = Postgres::find_or_start(&root).await?;
+            let url = server.create_database_if_missing(DEV_DATABASE).await?;
+            pg = Some(server);
+            url
+        }
+    };
+    let applied = postgres::migrate(&database_url).await?;
+    println!("migrations: {}", if applied.is_empty() { "up to date".to_owned() } else { applied.join(", ") });
+
+    let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
+    let mut watch = Command::new(bin.join("cargo-lambda"));
+    watch
+        .current_dir(&root)
+        .args(["lambda", "watch", "--disable-cors", "-A", "127.0.0.1", "-P", &port])
+        .envs(dotenv.iter().cloned())
+        .env("DATABASE_URL", &database_url)
+        .env("PARLEY_STAGE", non_empty_env("PARLEY_STAGE").unwrap_or_else(|| "local".to_owned()))
+        .env("PATH", tools::path_with(&bin));
+    let mut watch = tools::Group::spawn(watch)?;
+
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let ready = tokio::select! {
+        r = tools::wait_for_http_ok(&addr, "/health", Duration::from_secs(600)) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+    };
+    if let Err(e) = ready {
+        watch.stop();
+        if let Some(pg) = pg {
+            pg.stop();
+        }
+        return Err(format!("the API did not become ready: {e}"));
+    }
+    println!(
+        "\nParley is ready on {base}\n  GET  {base}/health\n  GET  {base}/api/me\n  POST {base}/api/auth/sign-out\n\
+         Make a session with: cargo xtask session you@example.com\nCtrl-C stops everything.\n"
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => println!("\nstopping…"),
+        status = watch.wait() => println!("cargo lambda watch exited: {status}"),
+    }
+    watch.stop();
+    if let Some(pg) = pg {
+        pg.stop();
+    }
+    Ok(())
+}
+
+async fn test(args: &[String]) -> Result {
+    let root = workspace_root();
+    let bin = tools::ensure_venv(&root)?;
+    tools::ensure_npm(&root.join("tests/authjs-interop"))?;
+    let pg = Postgres::find_or_start(&root).await?;
+    pg.drop_test_databases().await?;
+
+    // Build the binaries first so `cargo lambda watch` in the end-to-end tests starts them at once.
+    let built = tools::run(Command::new("cargo").current_dir(&root).args(["build", "--workspace", "--bins"]));
+    let outcome = match built {
+        Ok(()) => {
+            let filter: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+            let mut cargo = Command::new("cargo");
+            cargo
+                .current_dir(&root)
+                .args(["test", "--workspace", "--no-fail-fast", "--"])
+                .args(filter)
+                .env("PARLEY_TEST_PG_URL", pg.admin_url())
+                .env("PARLEY_CARGO_LAMBDA", bin.join("cargo-lambda"))
+                .env("PATH", tools::path_with(&bin));
+            tools::run(&mut cargo)
+        }
+        Err(e) => Err(e),
+    };
+    let cleaned = pg.drop_test_databases().await;
+    pg.stop();
+    outcome.map_err(|e| format!("tests failed: {e}"))?;
+    cleaned
+}
+
+fn lint() -> Result {
+    let root = workspace_root();
+    let bin = tools::ensure_venv(&root)?;
+    tools::run(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    tools::run(Command::new("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    tools::run(Command::new(bin.join("cfn-lint")).current_dir(&root).arg("template.yaml"))
+}
+
+/// The database `migrate` and `session` act on: `$DATABASE_URL`, else the local dev database.
+async fn target_database() -> Result<(String, Option<Postgres>)> {
+    if let Some(url) = non_empty_env("DATABASE_URL").or_else(|| non_empty_env("NEON_PG_CONN")) {
+        return Ok((url, None));
+    }
+    let root = workspace_root();
+    if let Some((_, url)) = dotenv(&root).into_iter().find(|(k, _)| k == "DATABASE_URL") {
+        return Ok((url, None));
+    }
+    let server = Postgres::find_or_start(&root).await?;
+    let url = server.create_database_if_missing(DEV_DATABASE).await?;
+    Ok((url, Some(server)))
+}
+
+async fn migrate_command() -> Result {
+    let (url, server) = target_database().await?;
+    let applied = postgres::migrate(&url).await;
+    if let Some(server) = server {
+        server.stop();
+    }
+    let applied = applied?;
+    if applied.is_empty() {
+        println!("migrations: up to date");
+    } else {
+        println!("migrations applied: {}", applied.join(", "));
+    }
+    Ok(())
+}
+
+async fn session(args: &[String]) -> Result {
+    let email = args.first().filter(|e| e.contains('@') && !e.starts_with('-')).ok_or("usage: cargo xtask session EMAIL [--name NAME]")?;
+    let name = match args.get(1).map(String::as_str) {
+        Some("--name") => Some(args.get(2).ok_or("--name needs a value")?.clone()),
+        Some(other) => return Err(format!("unexpected argument {other:?}")),
+        None => None,
+    };
+    let max_age: i64 = non_empty_env("SESSION_MAX_AGE_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(30 * 24 * 3600);
+    let (url, server) = target_database().await?;
+    let created = postgres::create_session(&url, email, name.as_deref(), max_age).await;
+    if let Some(server) = server {
+        server.stop();
+    }
+    let (user_id, token, expires) = created?;
+    let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
+    println!("Session for {email} (user {user_id}), valid until {expires}.");
+    println!("Cookie: authjs.session-token={token}\n");
+    println!("  curl -s http://127.0.0.1:{port}/api/me -H 'Cookie: authjs.session-token={token}'");
+    println!("  curl -s http://127.0.0.1:{port}/api/me -H 'Authorization: Bearer {token}'");
+    println!(
+        "  curl -si -X POST http://127.0.0.1:{port}/api/auth/sign-out -H 'Cookie: authjs.session-token={token}' -H 'Origin: http://localhost:3000'"
+    );
+    Ok(())
+}
