@@ -31,8 +31,17 @@ impl App {
     /// Builds state from settings without touching the environment or the network (tests use this).
     pub fn from_settings(function: &'static str, settings: Settings) -> App {
         let db = db::pool(&settings.database);
-        let http = Http::new(function, Cors::new(settings.cors_origins.clone()), settings.max_body_bytes);
+        let http = Http::new(
+            function,
+            Cors::new(settings.cors_origins.clone()),
+            settings.max_body_bytes,
+        );
         let sessions = Sessions::new(db.clone(), settings.session);
-        App { settings, db, http, sessions }
+        App {
+            settings,
+            db,
+            http,
+            sessions,
+        }
     }
 }

@@ -40,7 +40,10 @@ impl SessionToken {
     pub fn parse(raw: &str) -> Option<SessionToken> {
         let ok = !raw.is_empty()
             && raw.len() <= 255
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+            });
         ok.then(|| SessionToken(raw.to_owned()))
     }
 
@@ -71,15 +74,22 @@ pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .and_then(|(_, token)| SessionToken::parse(token.trim()));
-        return Some(Credentials { token, source: TokenSource::Bearer });
+        return Some(Credentials {
+            token,
+            source: TokenSource::Bearer,
+        });
     }
     let mut found: Option<(usize, &str)> = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for pair in text.split(';') {
-            let Some((name, value)) = pair.split_once('=') else { continue };
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
             let name = name.trim();
-            let Some(rank) = SESSION_COOKIES.iter().position(|n| *n == name) else { continue };
+            let Some(rank) = SESSION_COOKIES.iter().position(|n| *n == name) else {
+                continue;
+            };
             // The first occurrence of the best-ranked name wins, as a browser orders them.
             if found.is_none_or(|(best, _)| rank < best) {
                 found = Some((rank, value.trim().trim_matches('"')));
@@ -126,12 +136,21 @@ impl Session {
     /// A `Set-Cookie` carrying the new expiry, when the session came from a cookie and was refreshed,
     /// as Auth.js itself does on each session read.
     pub fn refreshed_cookie(&self) -> Option<HeaderValue> {
-        let TokenSource::Cookie(name) = self.source else { return None };
+        let TokenSource::Cookie(name) = self.source else {
+            return None;
+        };
         if !self.refreshed {
             return None;
         }
-        let expires = self.expires.format(&time::format_description::well_known::Rfc2822).ok()?;
-        let secure = if name.starts_with("__Secure-") { "; Secure" } else { "" };
+        let expires = self
+            .expires
+            .format(&time::format_description::well_known::Rfc2822)
+            .ok()?;
+        let secure = if name.starts_with("__Secure-") {
+            "; Secure"
+        } else {
+            ""
+        };
         HeaderValue::from_str(&format!(
             "{name}={}; Path=/; Expires={expires}; HttpOnly; SameSite=Lax{secure}",
             self.token.expose()
@@ -142,7 +161,11 @@ impl Session {
 
 /// A `Set-Cookie` that removes the named session cookie.
 pub fn clearing_cookie(name: &str) -> HeaderValue {
-    let secure = if name.starts_with("__Secure-") { "; Secure" } else { "" };
+    let secure = if name.starts_with("__Secure-") {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{name}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
     ))
@@ -224,7 +247,10 @@ impl Sessions {
         if let Some(token) = &creds.token {
             let client = db::client(&self.pool).await?;
             client
-                .query_typed(r#"DELETE FROM sessions WHERE "sessionToken" = $1"#, &[(&token.expose(), Type::TEXT)])
+                .query_typed(
+                    r#"DELETE FROM sessions WHERE "sessionToken" = $1"#,
+                    &[(&token.expose(), Type::TEXT)],
+                )
                 .await
                 .map_err(db::DbError::from)?;
         }
@@ -246,7 +272,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         map
     }
@@ -258,7 +287,10 @@ mod tests {
             "next-auth.session-token=old; theme=dark; __Secure-authjs.session-token=abc-123; authjs.session-token=plain",
         )]);
         let c = credentials(&h).unwrap();
-        assert_eq!(c.source, TokenSource::Cookie("__Secure-authjs.session-token"));
+        assert_eq!(
+            c.source,
+            TokenSource::Cookie("__Secure-authjs.session-token")
+        );
         assert_eq!(c.token.unwrap().expose(), "abc-123");
     }
 
@@ -270,14 +302,20 @@ mod tests {
 
     #[test]
     fn malformed_cookie_headers_are_survived() {
-        let h = headers(&[("cookie", ";;=;junk; =x; authjs.session-token ; authjs.session-token=ok;")]);
+        let h = headers(&[(
+            "cookie",
+            ";;=;junk; =x; authjs.session-token ; authjs.session-token=ok;",
+        )]);
         assert_eq!(credentials(&h).unwrap().token.unwrap().expose(), "ok");
         assert!(credentials(&headers(&[("cookie", "junk;;;")])).is_none());
     }
 
     #[test]
     fn bearer_tokens_are_read_and_take_precedence() {
-        let h = headers(&[("authorization", "Bearer 1a2b"), ("cookie", "authjs.session-token=c")]);
+        let h = headers(&[
+            ("authorization", "Bearer 1a2b"),
+            ("cookie", "authjs.session-token=c"),
+        ]);
         let c = credentials(&h).unwrap();
         assert_eq!(c.source, TokenSource::Bearer);
         assert_eq!(c.token.unwrap().expose(), "1a2b");
@@ -287,7 +325,14 @@ mod tests {
 
     #[test]
     fn tokens_outside_the_token68_alphabet_are_refused_before_the_database() {
-        for bad in ["", "' OR 1=1 --", "a b", "tok;en", &"x".repeat(256), "ünïcode"] {
+        for bad in [
+            "",
+            "' OR 1=1 --",
+            "a b",
+            "tok;en",
+            &"x".repeat(256),
+            "ünïcode",
+        ] {
             assert!(SessionToken::parse(bad).is_none(), "{bad:?}");
         }
         assert!(SessionToken::parse("6f1c2d7e-8a9b-4c3d-9e8f-7a6b5c4d3e2f").is_some());
@@ -305,6 +350,11 @@ mod tests {
         let s = c.to_str().unwrap();
         assert!(s.starts_with("__Secure-authjs.session-token=;"));
         assert!(s.contains("Max-Age=0") && s.contains("Secure") && s.contains("Path=/"));
-        assert!(!clearing_cookie("authjs.session-token").to_str().unwrap().contains("Secure"));
+        assert!(
+            !clearing_cookie("authjs.session-token")
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
     }
 }

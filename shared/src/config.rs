@@ -110,7 +110,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        write!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
         for p in &self.problems {
             write!(f, "\n  - {}: {}", p.variable, p.message)?;
         }
@@ -136,10 +140,18 @@ impl Settings {
     /// Reads the process environment and, when `PARLEY_SECRET_ARN` is set, the secret it names.
     pub async fn load() -> Result<Settings, ConfigError> {
         let mut vars: HashMap<String, String> = std::env::vars().collect();
-        if let Some(arn) = vars.get("PARLEY_SECRET_ARN").filter(|v| !v.trim().is_empty()) {
-            let secret = crate::config::secrets::fetch(arn.trim()).await.map_err(|message| ConfigError {
-                problems: vec![Problem { variable: "PARLEY_SECRET_ARN", message }],
-            })?;
+        if let Some(arn) = vars
+            .get("PARLEY_SECRET_ARN")
+            .filter(|v| !v.trim().is_empty())
+        {
+            let secret = crate::config::secrets::fetch(arn.trim())
+                .await
+                .map_err(|message| ConfigError {
+                    problems: vec![Problem {
+                        variable: "PARLEY_SECRET_ARN",
+                        message,
+                    }],
+                })?;
             merge_secret(&mut vars, secret);
         }
         Settings::from_lookup(|name| vars.get(name).cloned())
@@ -147,26 +159,45 @@ impl Settings {
 
     /// Builds settings from any lookup, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let mut r = Reader { lookup: &lookup, problems: Vec::new() };
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
 
         let stage = match r.get("PARLEY_STAGE") {
             None => Stage::Local,
             Some(v) => v.parse().unwrap_or_else(|()| {
-                r.problem("PARLEY_STAGE", format!("must be one of local, dev, staging, prod; got {v:?}"));
+                r.problem(
+                    "PARLEY_STAGE",
+                    format!("must be one of local, dev, staging, prod; got {v:?}"),
+                );
                 Stage::Local
             }),
         };
 
         let pool_max_size = r.bounded("DB_POOL_MAX_SIZE", 2usize, 1, 32);
-        let connect_timeout = Duration::from_millis(r.bounded("DB_CONNECT_TIMEOUT_MS", 3_000u64, 250, 10_000));
-        let acquire_timeout = Duration::from_millis(r.bounded("DB_ACQUIRE_TIMEOUT_MS", 3_000u64, 100, 10_000));
-        let statement_timeout = Duration::from_millis(r.bounded("DB_STATEMENT_TIMEOUT_MS", 5_000u64, 0, 60_000));
+        let connect_timeout =
+            Duration::from_millis(r.bounded("DB_CONNECT_TIMEOUT_MS", 3_000u64, 250, 10_000));
+        let acquire_timeout =
+            Duration::from_millis(r.bounded("DB_ACQUIRE_TIMEOUT_MS", 3_000u64, 100, 10_000));
+        let statement_timeout =
+            Duration::from_millis(r.bounded("DB_STATEMENT_TIMEOUT_MS", 5_000u64, 0, 60_000));
         let pg = r.database_url();
 
         let cors_origins = r.cors_origins(stage);
 
-        let max_age = r.bounded("SESSION_MAX_AGE_SECONDS", 30 * 24 * 3600u64, 60, 365 * 24 * 3600);
-        let update_age = r.bounded("SESSION_UPDATE_AGE_SECONDS", 24 * 3600u64, 0, 365 * 24 * 3600);
+        let max_age = r.bounded(
+            "SESSION_MAX_AGE_SECONDS",
+            30 * 24 * 3600u64,
+            60,
+            365 * 24 * 3600,
+        );
+        let update_age = r.bounded(
+            "SESSION_UPDATE_AGE_SECONDS",
+            24 * 3600u64,
+            0,
+            365 * 24 * 3600,
+        );
         if update_age > max_age {
             r.problem(
                 "SESSION_UPDATE_AGE_SECONDS",
@@ -177,7 +208,9 @@ impl Settings {
         let max_body_bytes = r.bounded("MAX_BODY_BYTES", 1024 * 1024usize, 1024, 6 * 1024 * 1024);
 
         if !r.problems.is_empty() {
-            return Err(ConfigError { problems: r.problems });
+            return Err(ConfigError {
+                problems: r.problems,
+            });
         }
         Ok(Settings {
             stage,
@@ -215,22 +248,32 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
-        self.problems.push(Problem { variable, message: message.into() });
+        self.problems.push(Problem {
+            variable,
+            message: message.into(),
+        });
     }
 
     fn bounded<T>(&mut self, name: &'static str, default: T, min: T, max: T) -> T
     where
         T: FromStr + PartialOrd + fmt::Display + Copy,
     {
-        let Some(raw) = self.get(name) else { return default };
+        let Some(raw) = self.get(name) else {
+            return default;
+        };
         match raw.parse::<T>() {
             Ok(v) if v >= min && v <= max => v,
             _ => {
-                self.problem(name, format!("must be an integer from {min} to {max}; got {raw:?}"));
+                self.problem(
+                    name,
+                    format!("must be an integer from {min} to {max}; got {raw:?}"),
+                );
                 default
             }
         }
@@ -241,7 +284,10 @@ impl Reader<'_> {
             (Some(url), _) => ("DATABASE_URL", url),
             (None, Some(url)) => ("NEON_PG_CONN", url),
             (None, None) => {
-                self.problem("DATABASE_URL", "is required (NEON_PG_CONN is accepted as an alias)");
+                self.problem(
+                    "DATABASE_URL",
+                    "is required (NEON_PG_CONN is accepted as an alias)",
+                );
                 return None;
             }
         };
@@ -249,8 +295,15 @@ impl Reader<'_> {
         match parse_database_url(url.expose_secret()) {
             Ok(config) => Some(config),
             Err(reason) => {
-                let variable = if name == "DATABASE_URL" { "DATABASE_URL" } else { "NEON_PG_CONN" };
-                self.problem(variable, format!("is not a usable PostgreSQL URL: {reason}"));
+                let variable = if name == "DATABASE_URL" {
+                    "DATABASE_URL"
+                } else {
+                    "NEON_PG_CONN"
+                };
+                self.problem(
+                    variable,
+                    format!("is not a usable PostgreSQL URL: {reason}"),
+                );
                 None
             }
         }
@@ -259,7 +312,10 @@ impl Reader<'_> {
     fn cors_origins(&mut self, stage: Stage) -> Vec<String> {
         let Some(raw) = self.get("CORS_ORIGINS") else {
             if stage.is_deployed() {
-                self.problem("CORS_ORIGINS", "is required outside the local stage (comma-separated exact origins)");
+                self.problem(
+                    "CORS_ORIGINS",
+                    "is required outside the local stage (comma-separated exact origins)",
+                );
             }
             return if stage.is_deployed() {
                 Vec::new()
@@ -284,16 +340,21 @@ impl Reader<'_> {
 /// Accepts `scheme://host[:port]` with http or https, nothing else; returns it lower-cased.
 pub fn normalize_origin(origin: &str) -> Option<String> {
     let lower = origin.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"))?;
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))?;
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (rest, None),
     };
     let host_ok = !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         && !host.starts_with('.')
         && !host.ends_with('.');
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
     (host_ok && port_ok).then_some(lower)
 }
 
@@ -307,7 +368,11 @@ pub fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, String> {
     tokio_postgres::Config::from_str(&normalized)
         .map_err(|e| {
             // tokio-postgres' messages name the option, never the value; keep only the first line.
-            e.to_string().lines().next().unwrap_or("unparsable").to_owned()
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("unparsable")
+                .to_owned()
         })
         .and_then(|config| {
             if config.get_hosts().is_empty() {
@@ -319,7 +384,9 @@ pub fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, String> {
 }
 
 fn normalize_ssl_params(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
     let params: Vec<String> = query
         .split('&')
         .filter(|p| !p.is_empty() && !p.starts_with("sslrootcert="))
@@ -328,7 +395,11 @@ fn normalize_ssl_params(url: &str) -> String {
             other => other.to_owned(),
         })
         .collect();
-    if params.is_empty() { base.to_owned() } else { format!("{base}?{}", params.join("&")) }
+    if params.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", params.join("&"))
+    }
 }
 
 /// Reading the one Secrets Manager secret that holds Parley's secrets as a JSON object.
@@ -342,17 +413,29 @@ pub mod secrets {
     pub async fn fetch(arn: &str) -> Result<HashMap<String, String>, String> {
         // ring-backed rustls: one TLS stack in every binary, and no C build for arm64 cross-compiles.
         let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
             .build_https();
-        let config = aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await;
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .load()
+            .await;
         let client = aws_sdk_secretsmanager::Client::new(&config);
         let output = client
             .get_secret_value()
             .secret_id(arn)
             .send()
             .await
-            .map_err(|e| format!("could not read the secret: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))?;
-        let text = output.secret_string().ok_or("the secret has no SecretString")?;
+            .map_err(|e| {
+                format!(
+                    "could not read the secret: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let text = output
+            .secret_string()
+            .ok_or("the secret has no SecretString")?;
         parse_secret_json(text)
     }
 
@@ -380,7 +463,10 @@ mod tests {
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -390,7 +476,10 @@ mod tests {
     fn local_defaults_apply_when_only_the_database_is_given() {
         let s = settings(&[("DATABASE_URL", URL)]).unwrap();
         assert_eq!(s.stage, Stage::Local);
-        assert_eq!(s.cors_origins, vec!["http://localhost:3000", "http://127.0.0.1:3000"]);
+        assert_eq!(
+            s.cors_origins,
+            vec!["http://localhost:3000", "http://127.0.0.1:3000"]
+        );
         assert_eq!(s.database.pool_max_size, 2);
         assert_eq!(s.database.acquire_timeout, Duration::from_secs(3));
         assert_eq!(s.session.max_age, Duration::from_secs(2_592_000));
@@ -436,7 +525,11 @@ mod tests {
 
     #[test]
     fn secrets_never_appear_in_errors_or_debug() {
-        let err = settings(&[("DATABASE_URL", "postgres://u:hunter2-secret@h/db?sslmode=bogus")]).unwrap_err();
+        let err = settings(&[(
+            "DATABASE_URL",
+            "postgres://u:hunter2-secret@h/db?sslmode=bogus",
+        )])
+        .unwrap_err();
         let shown = format!("{err} {err:?}");
         assert!(shown.contains("DATABASE_URL"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -449,10 +542,25 @@ mod tests {
 
     #[test]
     fn cors_origins_must_be_exact_origins() {
-        let s = settings(&[("DATABASE_URL", URL), ("CORS_ORIGINS", "https://App.example.com, http://localhost:3000")])
-            .unwrap();
-        assert_eq!(s.cors_origins, vec!["https://app.example.com", "http://localhost:3000"]);
-        for bad in ["*", "https://app.example.com/", "ftp://x.example", "https://*.example.com", "https://x:99999"] {
+        let s = settings(&[
+            ("DATABASE_URL", URL),
+            (
+                "CORS_ORIGINS",
+                "https://App.example.com, http://localhost:3000",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "https://app.example.com/",
+            "ftp://x.example",
+            "https://*.example.com",
+            "https://x:99999",
+        ] {
             let err = settings(&[("DATABASE_URL", URL), ("CORS_ORIGINS", bad)]).unwrap_err();
             assert_eq!(err.problems[0].variable, "CORS_ORIGINS", "{bad}");
         }
@@ -470,7 +578,10 @@ mod tests {
 
     #[test]
     fn secret_json_fills_only_unset_variables() {
-        let secret = secrets::parse_secret_json(r#"{"DATABASE_URL":"postgres://s@h/db","DB_POOL_MAX_SIZE":4}"#).unwrap();
+        let secret = secrets::parse_secret_json(
+            r#"{"DATABASE_URL":"postgres://s@h/db","DB_POOL_MAX_SIZE":4}"#,
+        )
+        .unwrap();
         let mut vars = HashMap::from([
             ("DB_POOL_MAX_SIZE".to_owned(), "3".to_owned()),
             ("DATABASE_URL".to_owned(), "".to_owned()),

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Metrics, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Metrics, Pool, RecyclingMethod, Runtime,
+};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 
@@ -48,10 +50,18 @@ impl From<tokio_postgres::Error> for DbError {
             || e.code().is_some_and(|c| {
                 // Class 08 (connection), 53 (resources), 57P0x (shutdown) and 57014 (statement timeout).
                 let code = c.code();
-                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0") || *c == SqlState::QUERY_CANCELED
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P0")
+                    || *c == SqlState::QUERY_CANCELED
             })
-            || (e.code().is_none() && std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()));
-        if transient { DbError::Unavailable(e.to_string()) } else { DbError::Query(e) }
+            || (e.code().is_none()
+                && std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()));
+        if transient {
+            DbError::Unavailable(e.to_string())
+        } else {
+            DbError::Query(e)
+        }
     }
 }
 
@@ -74,14 +84,19 @@ pub fn pool(settings: &DatabaseSettings) -> Pool {
     pg.keepalives_idle(Duration::from_secs(30));
     if !settings.statement_timeout.is_zero() {
         // A startup option, not `SET`: session SET is not allowed through a transaction-mode pooler.
-        let option = format!("-c statement_timeout={}", settings.statement_timeout.as_millis());
+        let option = format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        );
         let options = match pg.get_options() {
             Some(existing) if !existing.is_empty() => format!("{existing} {option}"),
             _ => option,
         };
         pg.options(&options);
     }
-    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
     let manager = match pg.get_ssl_mode() {
         // Only an explicit `require` (or verify-*) means TLS: `prefer`, the default, is a local URL.
         SslMode::Require => Manager::from_config(pg, tls_connector(), manager_config),
@@ -93,34 +108,42 @@ pub fn pool(settings: &DatabaseSettings) -> Pool {
         .wait_timeout(Some(settings.acquire_timeout))
         .create_timeout(Some(settings.connect_timeout))
         .recycle_timeout(Some(STALE_CHECK_TIMEOUT))
-        .pre_recycle(Hook::async_fn(|client: &mut deadpool_postgres::ClientWrapper, metrics: &Metrics| {
-            let idle = metrics.last_used();
-            let age = metrics.age();
-            Box::pin(async move {
-                if age > MAX_CONNECTION_AGE {
-                    return Err(HookError::message("connection reached its maximum age"));
-                }
-                if idle > STALE_AFTER {
-                    match tokio::time::timeout(STALE_CHECK_TIMEOUT, client.simple_query("")).await {
-                        Ok(Ok(_)) => {}
-                        _ => return Err(HookError::message("stale connection dropped")),
+        .pre_recycle(Hook::async_fn(
+            |client: &mut deadpool_postgres::ClientWrapper, metrics: &Metrics| {
+                let idle = metrics.last_used();
+                let age = metrics.age();
+                Box::pin(async move {
+                    if age > MAX_CONNECTION_AGE {
+                        return Err(HookError::message("connection reached its maximum age"));
                     }
-                }
-                Ok(())
-            })
-        }))
+                    if idle > STALE_AFTER {
+                        match tokio::time::timeout(STALE_CHECK_TIMEOUT, client.simple_query(""))
+                            .await
+                        {
+                            Ok(Ok(_)) => {}
+                            _ => return Err(HookError::message("stale connection dropped")),
+                        }
+                    }
+                    Ok(())
+                })
+            },
+        ))
         .build()
         .expect("a runtime and a size are always set")
 }
 
 fn tls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
     // Roots compiled in (webpki-roots): no certificate-store scan on the cold-start path.
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     tokio_postgres_rustls::MakeRustlsConnect::new(config)
 }
 
@@ -146,7 +169,10 @@ pub async fn ping(pool: &Pool, within: Duration) -> Result<(), DbError> {
     };
     match tokio::time::timeout(within, check).await {
         Ok(result) => result,
-        Err(_) => Err(DbError::Unavailable(format!("no answer within {} ms", within.as_millis()))),
+        Err(_) => Err(DbError::Unavailable(format!(
+            "no answer within {} ms",
+            within.as_millis()
+        ))),
     }
 }
 
@@ -178,11 +204,15 @@ pub mod migrations {
 
     /// Applies every pending migration; a no-op when there is none. Returns the names applied.
     pub async fn run(client: &mut tokio_postgres::Client) -> Result<Vec<String>, refinery::Error> {
-        let mut runner = migrations::runner().set_abort_divergent(true).set_abort_missing(true);
+        let mut runner = migrations::runner()
+            .set_abort_divergent(true)
+            .set_abort_missing(true);
         runner.set_migration_table_name(HISTORY_TABLE);
-        let report = runner
-            .run_async(client)
-            .await?;
-        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+        let report = runner.run_async(client).await?;
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect())
     }
 }

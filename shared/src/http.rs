@@ -24,7 +24,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -32,7 +35,10 @@ impl FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
-    BadRequest { detail: String, field: Option<String> },
+    BadRequest {
+        detail: String,
+        field: Option<String>,
+    },
     #[error("authentication required")]
     Unauthenticated,
     #[error("{0}")]
@@ -124,8 +130,12 @@ impl ApiError {
     /// The RFC 9457 response. Server-side causes are logged here, once, never sent.
     pub fn to_response(&self, request_id: &str) -> Response<Body> {
         match self {
-            ApiError::Internal(cause) => tracing::error!(request_id, cause = %cause, "internal error"),
-            ApiError::Unavailable(cause) => tracing::warn!(request_id, cause = %cause, "dependency unavailable"),
+            ApiError::Internal(cause) => {
+                tracing::error!(request_id, cause = %cause, "internal error")
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(request_id, cause = %cause, "dependency unavailable")
+            }
             _ => {}
         }
         let mut problem = serde_json::json!({
@@ -137,8 +147,11 @@ impl ApiError {
         });
         match self {
             ApiError::Validation(errors) => problem["errors"] = serde_json::json!(errors),
-            ApiError::BadRequest { field: Some(field), .. } => {
-                problem["errors"] = serde_json::json!([FieldError::new(field.clone(), self.to_string())])
+            ApiError::BadRequest {
+                field: Some(field), ..
+            } => {
+                problem["errors"] =
+                    serde_json::json!([FieldError::new(field.clone(), self.to_string())])
             }
             _ => {}
         }
@@ -148,10 +161,14 @@ impl ApiError {
             .body(Body::Text(problem.to_string()))
             .expect("static parts are valid");
         if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         if matches!(self, ApiError::Unauthenticated) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -171,7 +188,10 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
 
 /// An empty 204.
 pub fn no_content() -> Response<Body> {
-    Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).expect("static parts are valid")
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::Empty)
+        .expect("static parts are valid")
 }
 
 /// Parses a JSON body into `T`, naming the offending field on failure. Size and content type have
@@ -179,7 +199,10 @@ pub fn no_content() -> Response<Body> {
 pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.is_empty() {
-        return Err(ApiError::BadRequest { detail: "a JSON body is required".to_owned(), field: None });
+        return Err(ApiError::BadRequest {
+            detail: "a JSON body is required".to_owned(),
+            field: None,
+        });
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -195,9 +218,17 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
 }
 
 fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
-    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The origins allowed to call with credentials, and the one place CORS headers are decided.
@@ -217,7 +248,10 @@ impl Cors {
     /// The request's `Origin`, if it is on the allow-list (compared exactly, case-insensitively).
     pub fn allowed_origin<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
         let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
-        self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)).then_some(origin)
+        self.origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+            .then_some(origin)
     }
 }
 
@@ -231,18 +265,29 @@ pub struct Http {
 
 impl Http {
     pub fn new(function: &'static str, cors: Cors, max_body_bytes: usize) -> Self {
-        Http { function, cors, max_body_bytes }
+        Http {
+            function,
+            cors,
+            max_body_bytes,
+        }
     }
 
     /// Runs `handler` under Parley's conventions and never fails: every error becomes problem+json.
-    pub async fn serve<F, Fut>(&self, req: Request, handler: F) -> Result<Response<Body>, lambda_http::Error>
+    pub async fn serve<F, Fut>(
+        &self,
+        req: Request,
+        handler: F,
+    ) -> Result<Response<Body>, lambda_http::Error>
     where
         F: FnOnce(Request) -> Fut,
         Fut: Future<Output = ApiResult>,
     {
         let started = Instant::now();
         let cold_start = crate::telemetry::take_cold_start();
-        let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+        let request_id = req
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default();
         let method = req.method().clone();
         let path = req.raw_http_path().to_owned();
         let route = req
@@ -284,7 +329,9 @@ impl Http {
     fn admit(&self, req: &Request, origin: Option<&str>) -> Result<(), ApiError> {
         let body: &[u8] = req.body().as_ref();
         if body.len() > self.max_body_bytes {
-            return Err(ApiError::PayloadTooLarge { limit: self.max_body_bytes });
+            return Err(ApiError::PayloadTooLarge {
+                limit: self.max_body_bytes,
+            });
         }
         if !body.is_empty() && !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
@@ -301,9 +348,14 @@ impl Http {
     }
 
     fn preflight(&self, req: &Request, origin: Option<&str>) -> ApiResult {
-        if !req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        if !req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
             let mut response = no_content();
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
             return Ok(response);
         }
         if origin.is_none() {
@@ -311,9 +363,18 @@ impl Http {
         }
         let mut response = no_content();
         let headers = response.headers_mut();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOWED_HEADERS));
-        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOWED_METHODS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         Ok(response)
     }
 }
@@ -323,8 +384,14 @@ fn apply_headers(headers: &mut HeaderMap, origin: Option<&str>) {
     const FIXED: &[(HeaderName, &str)] = &[
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
-        (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
         (header::REFERRER_POLICY, "no-referrer"),
         // Every answer is per-user or live state; nothing may be cached by a browser or a proxy.
         (header::CACHE_CONTROL, "no-store"),
@@ -335,7 +402,10 @@ fn apply_headers(headers: &mut HeaderMap, origin: Option<&str>) {
     }
     if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
     }
 }
 
@@ -345,18 +415,35 @@ mod tests {
 
     #[test]
     fn json_content_types_are_recognised() {
-        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"] {
-            assert!(is_json_content_type(Some(&HeaderValue::from_static(ok))), "{ok}");
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(
+                is_json_content_type(Some(&HeaderValue::from_static(ok))),
+                "{ok}"
+            );
         }
-        for bad in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "json"] {
-            assert!(!is_json_content_type(Some(&HeaderValue::from_static(bad))), "{bad}");
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "json",
+        ] {
+            assert!(
+                !is_json_content_type(Some(&HeaderValue::from_static(bad))),
+                "{bad}"
+            );
         }
         assert!(!is_json_content_type(None));
     }
 
     #[test]
     fn problems_have_a_stable_type_and_hide_internal_causes() {
-        let response = ApiError::Internal("connection string postgres://secret".into()).to_response("req-1");
+        let response =
+            ApiError::Internal("connection string postgres://secret".into()).to_response("req-1");
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
@@ -373,13 +460,16 @@ mod tests {
         struct Input {
             size_bytes: u64,
         }
-        let req = http::Request::builder().body(Body::from(r#"{"size_bytes":"big"}"#)).unwrap();
+        let req = http::Request::builder()
+            .body(Body::from(r#"{"size_bytes":"big"}"#))
+            .unwrap();
         let err = parse_json::<Input>(&req).unwrap_err();
         match &err {
             ApiError::BadRequest { field, .. } => assert_eq!(field.as_deref(), Some("size_bytes")),
             other => panic!("unexpected {other:?}"),
         }
-        let body: serde_json::Value = serde_json::from_slice(err.to_response("r").body().as_ref()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(err.to_response("r").body().as_ref()).unwrap();
         assert_eq!(body["errors"][0]["field"], "size_bytes");
         assert_eq!(body["status"], 400);
     }

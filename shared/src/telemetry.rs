@@ -17,7 +17,10 @@ pub fn filter_directive(rust_log: Option<&str>, lambda_level: Option<&str>) -> S
     if let Some(directive) = rust_log.map(str::trim).filter(|s| !s.is_empty()) {
         return directive.to_owned();
     }
-    match lambda_level.map(|l| l.trim().to_ascii_uppercase()).as_deref() {
+    match lambda_level
+        .map(|l| l.trim().to_ascii_uppercase())
+        .as_deref()
+    {
         Some("TRACE") => "trace",
         Some("DEBUG") => "debug",
         Some("WARN") => "warn",
@@ -51,7 +54,10 @@ mod tests {
 
     #[test]
     fn rust_log_wins_then_the_lambda_level_then_info() {
-        assert_eq!(filter_directive(Some("shared=debug"), Some("ERROR")), "shared=debug");
+        assert_eq!(
+            filter_directive(Some("shared=debug"), Some("ERROR")),
+            "shared=debug"
+        );
         assert_eq!(filter_directive(None, Some("DEBUG")), "debug");
         assert_eq!(filter_directive(Some(""), Some("fatal")), "error");
         assert_eq!(filter_directive(None, None), "info");

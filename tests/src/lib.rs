@@ -13,12 +13,16 @@ use serde_json::{Value, json};
 use shared::config::Settings;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
 }
 
 /// The server tests create databases on; `cargo xtask test` sets it.
 pub fn admin_url() -> String {
-    std::env::var("PARLEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("PARLEY_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A fresh database for one test, migrated, dropped when the test ends.
@@ -32,10 +36,18 @@ impl TestDb {
     pub async fn create() -> TestDb {
         let admin = connect(&admin_url()).await;
         let name = format!("parley_t_{}", uuid::Uuid::new_v4().simple());
-        admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
-        let url = format!("{}/{name}", admin_url().rsplit_once('/').expect("URL has a path").0);
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let url = format!(
+            "{}/{name}",
+            admin_url().rsplit_once('/').expect("URL has a path").0
+        );
         let mut client = connect(&url).await;
-        shared::db::migrations::run(&mut client).await.expect("migrations apply");
+        shared::db::migrations::run(&mut client)
+            .await
+            .expect("migrations apply");
         TestDb { name, url, client }
     }
 
@@ -48,7 +60,10 @@ impl TestDb {
         drop(self.client);
         let admin = connect(&admin_url()).await;
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
             .await
             .expect("drop test database");
     }
@@ -77,7 +92,10 @@ impl TestDb {
 
     pub async fn session_count(&self, token: &str) -> i64 {
         self.client
-            .query_one(r#"SELECT count(*) FROM sessions WHERE "sessionToken" = $1"#, &[&token])
+            .query_one(
+                r#"SELECT count(*) FROM sessions WHERE "sessionToken" = $1"#,
+                &[&token],
+            )
             .await
             .unwrap()
             .get(0)
@@ -97,14 +115,17 @@ impl TestDb {
 }
 
 pub fn settings_with(database_url: &str, extra: &[(&str, &str)]) -> Settings {
-    let mut vars: HashMap<String, String> = HashMap::from([("DATABASE_URL".to_owned(), database_url.to_owned())]);
+    let mut vars: HashMap<String, String> =
+        HashMap::from([("DATABASE_URL".to_owned(), database_url.to_owned())]);
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let config = shared::config::parse_database_url(url).expect("test URL parses");
-    shared::db::connect(&config).await.expect("test database connects")
+    shared::db::connect(&config)
+        .await
+        .expect("test database connects")
 }
 
 /// A URL nothing listens on: the "database is down" case.
@@ -114,7 +135,11 @@ pub fn dead_database_url() -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An API Gateway HTTP API (payload format 2.0) event, shaped exactly as AWS sends it.
@@ -140,7 +165,8 @@ impl Event {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Event {
-        self.headers.insert(name.to_ascii_lowercase(), Value::String(value.to_owned()));
+        self.headers
+            .insert(name.to_ascii_lowercase(), Value::String(value.to_owned()));
         self
     }
 
@@ -164,7 +190,9 @@ impl Event {
 
     pub fn to_json(&self) -> Value {
         let mut headers = self.headers.clone();
-        headers.entry("host").or_insert(json!("abc123.execute-api.us-east-1.amazonaws.com"));
+        headers
+            .entry("host")
+            .or_insert(json!("abc123.execute-api.us-east-1.amazonaws.com"));
         headers.entry("user-agent").or_insert(json!("parley-tests"));
         headers.entry("x-forwarded-proto").or_insert(json!("https"));
         let mut event = json!({
@@ -204,7 +232,8 @@ impl Event {
 
     /// Parsed by lambda_http exactly as the runtime parses the real event.
     pub fn request(&self) -> Request {
-        lambda_http::request::from_str(&self.to_json().to_string()).expect("a valid API Gateway v2 event")
+        lambda_http::request::from_str(&self.to_json().to_string())
+            .expect("a valid API Gateway v2 event")
     }
 }
 
@@ -220,8 +249,16 @@ impl Answer {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes: &[u8] = response.body().as_ref();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
-        Answer { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(bytes).expect("JSON body")
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -231,10 +268,20 @@ impl Answer {
     /// Asserts an RFC 9457 problem of the given status and slug.
     pub fn assert_problem(&self, status: u16, slug: &str) {
         assert_eq!(self.status, status, "body: {}", self.body);
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         assert_eq!(self.body["status"], status);
-        assert_eq!(self.body["type"], format!("tag:parley.dev,2026:problem:{slug}"));
-        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "{}", self.body);
+        assert_eq!(
+            self.body["type"],
+            format!("tag:parley.dev,2026:problem:{slug}")
+        );
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "{}",
+            self.body
+        );
     }
 }
 
@@ -247,7 +294,11 @@ pub fn authjs(database_url: &str, args: &[&str]) -> Value {
         .env("DATABASE_URL", database_url)
         .output()
         .expect("node runs (cargo xtask test installs the npm packages)");
-    assert!(output.status.success(), "authjs.mjs failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "authjs.mjs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("authjs.mjs prints one JSON line")
 }
 
@@ -263,25 +314,44 @@ impl Watch {
         let cargo_lambda = std::env::var("PARLEY_CARGO_LAMBDA")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join(".venv/bin/cargo-lambda"));
-        assert!(cargo_lambda.exists(), "cargo-lambda not found at {} (run via cargo xtask test)", cargo_lambda.display());
+        assert!(
+            cargo_lambda.exists(),
+            "cargo-lambda not found at {} (run via cargo xtask test)",
+            cargo_lambda.display()
+        );
         let mut cmd = Command::new(&cargo_lambda);
         cmd.current_dir(workspace_root())
-            .args(["lambda", "watch", "--disable-cors", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .args([
+                "lambda",
+                "watch",
+                "--disable-cors",
+                "--ignore-changes",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0);
         let child = cmd.spawn().expect("cargo lambda watch starts");
-        let watch = Watch { child, base: format!("http://127.0.0.1:{port}") };
+        let watch = Watch {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            if let Ok(r) = client.get(format!("{}/health", watch.base)).send().await {
-                if r.status().is_success() || r.status().as_u16() == 503 {
-                    break;
-                }
+            if let Ok(r) = client.get(format!("{}/health", watch.base)).send().await
+                && (r.status().is_success() || r.status().as_u16() == 503)
+            {
+                break;
             }
-            assert!(Instant::now() < deadline, "cargo lambda watch did not serve /health in time");
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not serve /health in time"
+            );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         watch
@@ -295,9 +365,14 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         let pgid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", &format!("-{pgid}")]).status();
+        // A negative pid signals the whole group: watch and the function processes it started.
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--", &format!("-{pgid}")])
+            .status();
         std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-KILL", &format!("-{pgid}")]).status();
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
+            .status();
         let _ = self.child.wait();
     }
 }

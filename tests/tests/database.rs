@@ -10,7 +10,12 @@ async fn migrations_create_the_auth_js_schema_with_its_additions_and_rerun_as_a_
     let mut db = TestDb::create().await;
     let applied = db::migrations::run(&mut db.client).await.unwrap();
     assert!(applied.is_empty(), "second run applied {applied:?}");
-    let history: i64 = db.client.query_one("SELECT count(*) FROM parley_schema_history", &[]).await.unwrap().get(0);
+    let history: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM parley_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(history >= 1);
 
     let columns: Vec<String> = db
@@ -35,20 +40,50 @@ async fn migrations_create_the_auth_js_schema_with_its_additions_and_rerun_as_a_
         "accounts.refresh_token",
         "verification_token.identifier",
     ] {
-        assert!(columns.iter().any(|c| c == expected), "missing {expected} in {columns:?}");
+        assert!(
+            columns.iter().any(|c| c == expected),
+            "missing {expected} in {columns:?}"
+        );
     }
 
     // Unique session tokens and provider identities, cascading deletes.
-    let user: i32 = db.client.query_one("INSERT INTO users (email) VALUES ('x@example.com') RETURNING id", &[]).await.unwrap().get(0);
-    let insert_session = r#"INSERT INTO sessions ("userId", expires, "sessionToken") VALUES ($1, now(), 'same')"#;
+    let user: i32 = db
+        .client
+        .query_one(
+            "INSERT INTO users (email) VALUES ('x@example.com') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let insert_session =
+        r#"INSERT INTO sessions ("userId", expires, "sessionToken") VALUES ($1, now(), 'same')"#;
     db.client.execute(insert_session, &[&user]).await.unwrap();
-    let dup = db.client.execute(insert_session, &[&user]).await.unwrap_err();
-    assert_eq!(dup.code(), Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION));
+    let dup = db
+        .client
+        .execute(insert_session, &[&user])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
     let insert_account = r#"INSERT INTO accounts ("userId", type, provider, "providerAccountId") VALUES ($1, 'oauth', 'github', '42')"#;
     db.client.execute(insert_account, &[&user]).await.unwrap();
     assert!(db.client.execute(insert_account, &[&user]).await.is_err());
-    db.client.execute("DELETE FROM users WHERE id = $1", &[&user]).await.unwrap();
-    let left: i64 = db.client.query_one("SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM accounts)", &[]).await.unwrap().get(0);
+    db.client
+        .execute("DELETE FROM users WHERE id = $1", &[&user])
+        .await
+        .unwrap();
+    let left: i64 = db
+        .client
+        .query_one(
+            "SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM accounts)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(left, 0);
     let indexed: i64 = db
         .client
@@ -64,7 +99,10 @@ async fn migrations_create_the_auth_js_schema_with_its_additions_and_rerun_as_a_
 async fn an_edited_applied_migration_is_refused() {
     let mut db = TestDb::create().await;
     db.client
-        .execute("UPDATE parley_schema_history SET checksum = '1' WHERE version = 1", &[])
+        .execute(
+            "UPDATE parley_schema_history SET checksum = '1' WHERE version = 1",
+            &[],
+        )
         .await
         .unwrap();
     let err = db::migrations::run(&mut db.client).await.unwrap_err();
@@ -79,7 +117,11 @@ async fn the_statement_timeout_applies_to_every_pooled_connection() {
     let pool = db::pool(&settings.database);
     let client = db::client(&pool).await.unwrap();
     let started = Instant::now();
-    let err = client.query_typed("select pg_sleep(3)", &[]).await.map_err(DbError::from).unwrap_err();
+    let err = client
+        .query_typed("select pg_sleep(3)", &[])
+        .await
+        .map_err(DbError::from)
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
     drop(client);
@@ -98,7 +140,10 @@ async fn acquiring_from_an_exhausted_pool_times_out_quickly() {
     assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
     drop(held);
-    assert!(db::client(&pool).await.is_ok(), "the connection went back to the pool");
+    assert!(
+        db::client(&pool).await.is_ok(),
+        "the connection went back to the pool"
+    );
     drop(pool);
     db.drop_db().await;
 }
@@ -107,12 +152,25 @@ async fn acquiring_from_an_exhausted_pool_times_out_quickly() {
 async fn a_connection_killed_while_idle_is_replaced_not_returned() {
     let db = TestDb::create().await;
     let pool = db::pool(&db.settings(&[]).database);
-    let pid: i32 = db::client(&pool).await.unwrap().query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+    let pid: i32 = db::client(&pool)
+        .await
+        .unwrap()
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     // As if Neon closed the connection while the Lambda was frozen.
-    db.client.execute("select pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    db.client
+        .execute("select pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = db::client(&pool).await.unwrap();
-    let new_pid: i32 = client.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+    let new_pid: i32 = client
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_ne!(pid, new_pid);
     drop(client);
     drop(pool);

@@ -9,8 +9,13 @@ use serde_yaml_ng::Value as Yaml;
 type Route = (String, String, String); // (METHOD, path, function)
 
 fn router_routes() -> BTreeSet<Route> {
-    let manifest: toml::Table = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap().parse().unwrap();
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().expect("router table");
+    let manifest: toml::Table = std::fs::read_to_string(workspace_root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("router table");
     let mut routes = BTreeSet::new();
     for (path, targets) in router {
         for target in targets.as_array().expect("each path maps to a list") {
@@ -25,7 +30,10 @@ fn router_routes() -> BTreeSet<Route> {
 }
 
 fn template() -> Yaml {
-    serde_yaml_ng::from_str(&std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap()).unwrap()
+    serde_yaml_ng::from_str(
+        &std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn functions(template: &Yaml) -> Vec<(String, &Yaml)> {
@@ -42,8 +50,13 @@ fn template_routes() -> BTreeSet<Route> {
     let template = template();
     let mut routes = BTreeSet::new();
     for (_, function) in functions(&template) {
-        let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str().expect("Binary").to_owned();
-        let Some(events) = function["Properties"]["Events"].as_mapping() else { continue };
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("Binary")
+            .to_owned();
+        let Some(events) = function["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
         for (_, event) in events {
             if event["Type"].as_str() == Some("HttpApi") {
                 let p = &event["Properties"];
@@ -65,7 +78,10 @@ fn router_table_and_template_agree_route_by_route() {
     assert!(!router.is_empty());
     let only_router: Vec<_> = router.difference(&template).collect();
     let only_template: Vec<_> = template.difference(&router).collect();
-    assert!(only_router.is_empty() && only_template.is_empty(), "only in Cargo.toml: {only_router:?}\nonly in template.yaml: {only_template:?}");
+    assert!(
+        only_router.is_empty() && only_template.is_empty(),
+        "only in Cargo.toml: {only_router:?}\nonly in template.yaml: {only_template:?}"
+    );
 }
 
 #[test]
@@ -74,13 +90,36 @@ fn every_function_is_a_cargolambda_build_of_a_workspace_binary() {
     let template = template();
     for (id, function) in functions(&template) {
         assert!(id.ends_with("Function"), "{id}");
-        assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{id}");
-        assert_eq!(function["Properties"]["CodeUri"].as_str(), Some("./"), "{id}");
-        let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{id}"
+        );
+        assert_eq!(
+            function["Properties"]["CodeUri"].as_str(),
+            Some("./"),
+            "{id}"
+        );
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap();
         let manifest: toml::Table =
-            std::fs::read_to_string(root.join("functions").join(binary).join("Cargo.toml")).expect(binary).parse().unwrap();
-        assert_eq!(manifest["package"]["name"].as_str(), Some(binary), "{id}: crate name is the binary name");
-        assert!(root.join("functions").join(binary).join("src/main.rs").exists(), "{id}: {binary} has a bin target");
+            std::fs::read_to_string(root.join("functions").join(binary).join("Cargo.toml"))
+                .expect(binary)
+                .parse()
+                .unwrap();
+        assert_eq!(
+            manifest["package"]["name"].as_str(),
+            Some(binary),
+            "{id}: crate name is the binary name"
+        );
+        assert!(
+            root.join("functions")
+                .join(binary)
+                .join("src/main.rs")
+                .exists(),
+            "{id}: {binary} has a bin target"
+        );
     }
 }
 
@@ -88,6 +127,9 @@ fn every_function_is_a_cargolambda_build_of_a_workspace_binary() {
 fn every_api_path_answers_cors_preflight() {
     let routes = router_routes();
     for (_, path, _) in routes.iter().filter(|(_, p, _)| p.starts_with("/api/")) {
-        assert!(routes.iter().any(|(m, p, _)| m == "OPTIONS" && p == path), "{path} has no OPTIONS route");
+        assert!(
+            routes.iter().any(|(m, p, _)| m == "OPTIONS" && p == path),
+            "{path} has no OPTIONS route"
+        );
     }
 }

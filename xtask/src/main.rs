@@ -52,7 +52,10 @@ fn main() -> ExitCode {
 pub type Result<T = ()> = std::result::Result<T, String>;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -61,12 +64,19 @@ fn non_empty_env(name: &str) -> Option<String> {
 
 /// `.env` in the workspace root, as KEY=VALUE lines; the process environment wins over it.
 fn dotenv(root: &Path) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(root.join(".env")) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(root.join(".env")) else {
+        return Vec::new();
+    };
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').trim_matches('\'').to_owned()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_owned(),
+                v.trim().trim_matches('"').trim_matches('\'').to_owned(),
+            )
+        })
         .filter(|(k, _)| std::env::var_os(k).is_none())
         .collect()
 }
@@ -75,7 +85,12 @@ async fn dev() -> Result {
     let root = workspace_root();
     let bin = tools::ensure_venv(&root)?;
     let dotenv = dotenv(&root);
-    let from_dotenv = |name: &str| dotenv.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let from_dotenv = |name: &str| {
+        dotenv
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
 
     let mut pg = None;
     let database_url = match non_empty_env("DATABASE_URL").or_else(|| from_dotenv("DATABASE_URL")) {
@@ -88,16 +103,34 @@ async fn dev() -> Result {
         }
     };
     let applied = postgres::migrate(&database_url).await?;
-    println!("migrations: {}", if applied.is_empty() { "up to date".to_owned() } else { applied.join(", ") });
+    println!(
+        "migrations: {}",
+        if applied.is_empty() {
+            "up to date".to_owned()
+        } else {
+            applied.join(", ")
+        }
+    );
 
     let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
     let mut watch = Command::new(bin.join("cargo-lambda"));
     watch
         .current_dir(&root)
-        .args(["lambda", "watch", "--disable-cors", "-A", "127.0.0.1", "-P", &port])
+        .args([
+            "lambda",
+            "watch",
+            "--disable-cors",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port,
+        ])
         .envs(dotenv.iter().cloned())
         .env("DATABASE_URL", &database_url)
-        .env("PARLEY_STAGE", non_empty_env("PARLEY_STAGE").unwrap_or_else(|| "local".to_owned()))
+        .env(
+            "PARLEY_STAGE",
+            non_empty_env("PARLEY_STAGE").unwrap_or_else(|| "local".to_owned()),
+        )
         .env("PATH", tools::path_with(&bin));
     let mut watch = tools::Group::spawn(watch)?;
 
@@ -137,7 +170,11 @@ async fn test(args: &[String]) -> Result {
     pg.drop_test_databases().await?;
 
     // Build the binaries first so `cargo lambda watch` in the end-to-end tests starts them at once.
-    let built = tools::run(Command::new("cargo").current_dir(&root).args(["build", "--workspace", "--bins"]));
+    let built = tools::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--workspace",
+        "--bins",
+    ]));
     let outcome = match built {
         Ok(()) => {
             let filter: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
@@ -162,7 +199,11 @@ async fn test(args: &[String]) -> Result {
 fn lint() -> Result {
     let root = workspace_root();
     let bin = tools::ensure_venv(&root)?;
-    tools::run(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    tools::run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
     tools::run(Command::new("cargo").current_dir(&root).args([
         "clippy",
         "--workspace",
@@ -171,7 +212,11 @@ fn lint() -> Result {
         "-D",
         "warnings",
     ]))?;
-    tools::run(Command::new(bin.join("cfn-lint")).current_dir(&root).arg("template.yaml"))
+    tools::run(
+        Command::new(bin.join("cfn-lint"))
+            .current_dir(&root)
+            .arg("template.yaml"),
+    )
 }
 
 /// The database `migrate` and `session` act on: `$DATABASE_URL`, else the local dev database.
@@ -204,13 +249,18 @@ async fn migrate_command() -> Result {
 }
 
 async fn session(args: &[String]) -> Result {
-    let email = args.first().filter(|e| e.contains('@') && !e.starts_with('-')).ok_or("usage: cargo xtask session EMAIL [--name NAME]")?;
+    let email = args
+        .first()
+        .filter(|e| e.contains('@') && !e.starts_with('-'))
+        .ok_or("usage: cargo xtask session EMAIL [--name NAME]")?;
     let name = match args.get(1).map(String::as_str) {
         Some("--name") => Some(args.get(2).ok_or("--name needs a value")?.clone()),
         Some(other) => return Err(format!("unexpected argument {other:?}")),
         None => None,
     };
-    let max_age: i64 = non_empty_env("SESSION_MAX_AGE_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(30 * 24 * 3600);
+    let max_age: i64 = non_empty_env("SESSION_MAX_AGE_SECONDS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30 * 24 * 3600);
     let (url, server) = target_database().await?;
     let created = postgres::create_session(&url, email, name.as_deref(), max_age).await;
     if let Some(server) = server {

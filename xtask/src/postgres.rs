@@ -26,33 +26,56 @@ impl Postgres {
     /// `127.0.0.1:5432` if it answers, else our private cluster (initialised on first use).
     pub async fn find_or_start(root: &Path) -> Result<Postgres> {
         if answers(SHARED_SERVER).await {
-            return Ok(Postgres { admin_url: SHARED_SERVER.to_owned(), started: None, bin: None });
+            return Ok(Postgres {
+                admin_url: SHARED_SERVER.to_owned(),
+                started: None,
+                bin: None,
+            });
         }
         let private_url = format!("postgres://postgres@127.0.0.1:{PRIVATE_PORT}/postgres");
         if answers(&private_url).await {
             // Someone else (another `cargo xtask dev`) runs it; leave it running when we finish.
-            return Ok(Postgres { admin_url: private_url, started: None, bin: None });
+            return Ok(Postgres {
+                admin_url: private_url,
+                started: None,
+                bin: None,
+            });
         }
         let bin = postgres_bin_dir()?;
         let data = root.join("target/pg/data");
         if !data.join("PG_VERSION").exists() {
-            println!("initialising a private PostgreSQL cluster in {}", data.display());
+            println!(
+                "initialising a private PostgreSQL cluster in {}",
+                data.display()
+            );
             std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
             as_postgres_user(&data)?;
-            run(&mut pg_command(&bin, "initdb").args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"]).arg(&data))?;
+            run(pg_command(&bin, "initdb")
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
+                .arg(&data))?;
         }
         println!("starting the private PostgreSQL cluster on 127.0.0.1:{PRIVATE_PORT}");
-        let options = format!("-p {PRIVATE_PORT} -c listen_addresses=127.0.0.1 -k {}", data.display());
-        run(&mut pg_command(&bin, "pg_ctl")
+        let options = format!(
+            "-p {PRIVATE_PORT} -c listen_addresses=127.0.0.1 -k {}",
+            data.display()
+        );
+        run(pg_command(&bin, "pg_ctl")
             .args(["-w", "-t", "60", "-o", &options, "-l"])
             .arg(data.join("../server.log"))
             .arg("-D")
             .arg(&data)
             .arg("start"))?;
         if !answers(&private_url).await {
-            return Err(format!("the private cluster did not answer; see {}", data.join("../server.log").display()));
+            return Err(format!(
+                "the private cluster did not answer; see {}",
+                data.join("../server.log").display()
+            ));
         }
-        Ok(Postgres { admin_url: private_url, started: Some(data), bin: Some(bin) })
+        Ok(Postgres {
+            admin_url: private_url,
+            started: Some(data),
+            bin: Some(bin),
+        })
     }
 
     pub fn admin_url(&self) -> &str {
@@ -62,7 +85,10 @@ impl Postgres {
     /// Stops the cluster if this process started it.
     pub fn stop(self) {
         if let (Some(data), Some(bin)) = (&self.started, &self.bin) {
-            let _ = run(&mut pg_command(bin, "pg_ctl").args(["-m", "fast", "-w", "-D"]).arg(data).arg("stop"));
+            let _ = run(pg_command(bin, "pg_ctl")
+                .args(["-m", "fast", "-w", "-D"])
+                .arg(data)
+                .arg("stop"));
         }
     }
 
@@ -75,16 +101,26 @@ impl Postgres {
             .map_err(|e| e.to_string())?
             .is_some();
         if !exists {
-            client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.map_err(|e| e.to_string())?;
+            client
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        Ok(self.admin_url.rsplit_once('/').map(|(base, _)| format!("{base}/{name}")).expect("URL has a path"))
+        Ok(self
+            .admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| format!("{base}/{name}"))
+            .expect("URL has a path"))
     }
 
     /// Drops the per-test databases (`parley_t_*`) that a crashed run may have left.
     pub async fn drop_test_databases(&self) -> Result {
         let client = connect(&self.admin_url).await?;
         let rows = client
-            .query("SELECT datname FROM pg_database WHERE datname LIKE 'parley\\_t\\_%'", &[])
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'parley\\_t\\_%'",
+                &[],
+            )
             .await
             .map_err(|e| e.to_string())?;
         for row in rows {
@@ -100,11 +136,15 @@ impl Postgres {
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let config = shared::config::parse_database_url(url)?;
-    shared::db::connect(&config).await.map_err(|e| e.to_string())
+    shared::db::connect(&config)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn answers(url: &str) -> bool {
-    let Ok(mut config) = tokio_postgres::Config::from_str(url) else { return false };
+    let Ok(mut config) = tokio_postgres::Config::from_str(url) else {
+        return false;
+    };
     config.connect_timeout(Duration::from_secs(2));
     matches!(
         tokio::time::timeout(Duration::from_secs(3), shared::db::connect(&config)).await,
@@ -114,15 +154,27 @@ async fn answers(url: &str) -> bool {
 
 /// Applies migrations/ to `url`; returns what was applied.
 pub async fn migrate(url: &str) -> Result<Vec<String>> {
-    let mut client = connect(url).await.map_err(|e| format!("connecting for migrations: {e}"))?;
-    shared::db::migrations::run(&mut client).await.map_err(|e| format!("migrations refused: {e}"))
+    let mut client = connect(url)
+        .await
+        .map_err(|e| format!("connecting for migrations: {e}"))?;
+    shared::db::migrations::run(&mut client)
+        .await
+        .map_err(|e| format!("migrations refused: {e}"))
 }
 
 /// Creates (or reuses) the user with `email` and a fresh 256-bit session token.
-pub async fn create_session(url: &str, email: &str, name: Option<&str>, max_age_secs: i64) -> Result<(i32, String, String)> {
+pub async fn create_session(
+    url: &str,
+    email: &str,
+    name: Option<&str>,
+    max_age_secs: i64,
+) -> Result<(i32, String, String)> {
     let client = connect(url).await?;
     let existing = client
-        .query_opt("SELECT id FROM users WHERE email = $1 ORDER BY id LIMIT 1", &[&email])
+        .query_opt(
+            "SELECT id FROM users WHERE email = $1 ORDER BY id LIMIT 1",
+            &[&email],
+        )
         .await
         .map_err(|e| e.to_string())?;
     let user_id: i32 = match existing {
@@ -158,7 +210,12 @@ fn postgres_bin_dir() -> Result<PathBuf> {
         return Ok(dir);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|b| b.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().ok_or_else(|| {
@@ -175,7 +232,9 @@ fn running_as_root() -> bool {
 fn as_postgres_user(data: &Path) -> Result {
     if running_as_root() {
         let parent = data.parent().expect("data has a parent");
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(parent))?;
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(parent))?;
     }
     Ok(())
 }

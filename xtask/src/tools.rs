@@ -19,7 +19,8 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf> {
     let bin = venv.join("bin");
     let requirements = root.join("xtask/requirements-dev.txt");
     let stamp = venv.join(".parley-requirements");
-    let wanted = std::fs::read_to_string(&requirements).map_err(|e| format!("reading {}: {e}", requirements.display()))?;
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("reading {}: {e}", requirements.display()))?;
     let installed = std::fs::read_to_string(&stamp).unwrap_or_default();
     if installed == wanted && VENV_TOOLS.iter().all(|t| bin.join(t).exists()) {
         return Ok(bin);
@@ -29,7 +30,16 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf> {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
     println!("installing Python tools (cargo-lambda, moto, cfn-lint) into .venv");
-    run(Command::new(bin.join("python")).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements))?;
+    run(Command::new(bin.join("python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))?;
     std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
     Ok(bin)
 }
@@ -43,7 +53,12 @@ pub fn ensure_npm(dir: &Path) -> Result {
         return Ok(());
     }
     println!("installing npm packages in {}", dir.display());
-    run(Command::new("npm").current_dir(dir).args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]))
+    run(Command::new("npm").current_dir(dir).args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]))
 }
 
 /// `PATH` with `bin` first, so cargo finds the `cargo-lambda` subcommand and its helpers.
@@ -57,8 +72,14 @@ pub fn path_with(bin: &Path) -> OsString {
 
 /// Runs a command to completion; non-zero exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> Result {
-    let status = cmd.status().map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
-    if status.success() { Ok(()) } else { Err(format!("{:?} failed with {status}", cmd.get_program())) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{:?} failed with {status}", cmd.get_program()))
+    }
 }
 
 /// A child started in its own process group, so stopping it stops everything it started.
@@ -69,7 +90,9 @@ pub struct Group {
 impl Group {
     pub fn spawn(mut cmd: Command) -> Result<Group> {
         cmd.process_group(0);
-        let child = cmd.spawn().map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
         Ok(Group { child })
     }
 
@@ -126,14 +149,22 @@ pub async fn wait_for_http_ok(addr: &str, path: &str, within: Duration) -> Resul
 }
 
 async fn http_status(addr: &str, path: &str) -> Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut head = vec![0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(120), stream.read(&mut head))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     let line = String::from_utf8_lossy(&head[..n]);
-    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("odd answer {line:?}"))
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("odd answer {line:?}"))
 }

@@ -12,7 +12,9 @@ pub async fn handle(app: &App, req: Request) -> ApiResult {
     let cookie = app.sessions.sign_out(req.headers()).await?;
     let mut response = http::no_content();
     if let Some(name) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, clearing_cookie(name));
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, clearing_cookie(name));
     }
     Ok(response)
 }

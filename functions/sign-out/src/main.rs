@@ -3,5 +3,8 @@ use lambda_http::{Error, run, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let app = shared::App::init(sign_out::FUNCTION).await?;
-    run(service_fn(|req| app.http.serve(req, |req| sign_out::handle(&app, req)))).await
+    run(service_fn(|req| {
+        app.http.serve(req, |req| sign_out::handle(&app, req))
+    }))
+    .await
 }
