@@ -4,6 +4,9 @@ use crate::auth::Sessions;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, DbPool};
 use crate::http::{Cors, Http};
+use crate::pagination::Cursors;
+use crate::recordings::Recordings;
+use crate::storage::Storage;
 use crate::telemetry;
 
 /// Shared state for one execution environment.
@@ -29,6 +32,18 @@ impl App {
     }
 
     /// Builds state from settings without touching the environment or the network (tests use this).
+    /// The recordings service (R2 + pool), for the functions that store audio; fails init without R2.
+    pub fn recordings(&self) -> Result<Recordings, ConfigError> {
+        let storage = Storage::new(self.settings.require_storage()?);
+        let cursors = Cursors::new(&self.settings.auth_secret, "recordings");
+        Ok(Recordings::new(
+            self.db.clone(),
+            storage,
+            cursors,
+            self.settings.recording_max_bytes,
+        ))
+    }
+
     pub fn from_settings(function: &'static str, settings: Settings) -> App {
         let db = db::pool(&settings.database);
         let http = Http::new(

@@ -57,7 +57,40 @@ pub struct Settings {
     pub session: SessionSettings,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// R2 access; `None` when no `R2_*` variable is set (functions that need it refuse to start).
+    pub storage: Option<StorageSettings>,
+    /// Largest recording a user may upload, in bytes.
+    pub recording_max_bytes: u64,
+    /// Keys the HMAC that makes pagination cursors tamper-proof (Auth.js's `AUTH_SECRET`).
+    pub auth_secret: SecretString,
 }
+
+#[derive(Clone)]
+pub struct StorageSettings {
+    /// `R2_ENDPOINT`, or `https://<R2_ACCOUNT_ID>.r2.cloudflarestorage.com`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+}
+
+impl fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The variables R2 access needs, for error messages.
+const STORAGE_VARIABLES: &str =
+    "R2_ENDPOINT or R2_ACCOUNT_ID, R2_BUCKET_NAME, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY";
+
+/// Used only in the local stage, so cursors work before any secret is configured.
+const LOCAL_AUTH_SECRET: &str = "parley-local-development-secret-not-for-deployment";
 
 #[derive(Clone)]
 pub struct DatabaseSettings {
@@ -132,7 +165,12 @@ impl fmt::Debug for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Variables whose values are secrets: never echoed, and also read from the Secrets Manager secret.
-pub const SECRET_VARIABLES: &[&str] = &["DATABASE_URL", "NEON_PG_CONN"];
+pub const SECRET_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "NEON_PG_CONN",
+    "R2_SECRET_ACCESS_KEY",
+    "AUTH_SECRET",
+];
 
 const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
 
@@ -206,6 +244,14 @@ impl Settings {
         }
         // API Gateway's payload cap is 10 MB and Lambda's 6 MB; JSON bodies are far smaller.
         let max_body_bytes = r.bounded("MAX_BODY_BYTES", 1024 * 1024usize, 1024, 6 * 1024 * 1024);
+        let storage = r.storage();
+        let recording_max_bytes = r.bounded(
+            "RECORDING_MAX_BYTES",
+            500 * 1024 * 1024u64,
+            1024,
+            5 * 1024 * 1024 * 1024,
+        );
+        let auth_secret = r.auth_secret(stage);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -227,6 +273,19 @@ impl Settings {
                 update_age: Duration::from_secs(update_age),
             },
             max_body_bytes,
+            storage,
+            recording_max_bytes,
+            auth_secret,
+        })
+    }
+
+    /// The R2 settings, or an init error naming what is missing.
+    pub fn require_storage(&self) -> Result<&StorageSettings, ConfigError> {
+        self.storage.as_ref().ok_or_else(|| ConfigError {
+            problems: vec![Problem {
+                variable: "R2_BUCKET_NAME",
+                message: format!("this function stores recordings and needs {STORAGE_VARIABLES}"),
+            }],
         })
     }
 }
@@ -306,6 +365,91 @@ impl Reader<'_> {
                 );
                 None
             }
+        }
+    }
+
+    fn storage(&mut self) -> Option<StorageSettings> {
+        let endpoint = self.get("R2_ENDPOINT");
+        let account = self.get("R2_ACCOUNT_ID");
+        let bucket = self.get("R2_BUCKET_NAME");
+        let key_id = self.get("R2_ACCESS_KEY_ID");
+        let secret = self.get("R2_SECRET_ACCESS_KEY");
+        if [&endpoint, &account, &bucket, &key_id, &secret]
+            .iter()
+            .all(|v| v.is_none())
+        {
+            return None;
+        }
+        let endpoint = match (endpoint, account) {
+            (Some(e), _) if e.starts_with("https://") || e.starts_with("http://") => {
+                Some(e.trim_end_matches('/').to_owned())
+            }
+            (Some(_), _) => {
+                self.problem("R2_ENDPOINT", "must be an http(s) URL");
+                None
+            }
+            (None, Some(a)) if a.len() <= 64 && a.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                Some(format!("https://{a}.r2.cloudflarestorage.com"))
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    "R2_ACCOUNT_ID",
+                    "must be the alphanumeric Cloudflare account id",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    "R2_ENDPOINT",
+                    "is required with the other R2 settings (or set R2_ACCOUNT_ID)",
+                );
+                None
+            }
+        };
+        let bucket = bucket.filter(|b| {
+            b.len() >= 3
+                && b.len() <= 63
+                && b.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+        if bucket.is_none() {
+            self.problem(
+                "R2_BUCKET_NAME",
+                "is required: 3-63 lowercase letters, digits or hyphens",
+            );
+        }
+        if key_id.is_none() {
+            self.problem("R2_ACCESS_KEY_ID", "is required with the other R2 settings");
+        }
+        if secret.is_none() {
+            self.problem(
+                "R2_SECRET_ACCESS_KEY",
+                "is required with the other R2 settings",
+            );
+        }
+        Some(StorageSettings {
+            endpoint: endpoint?,
+            bucket: bucket?,
+            access_key_id: key_id?,
+            secret_access_key: SecretString::from(secret?),
+        })
+    }
+
+    fn auth_secret(&mut self, stage: Stage) -> SecretString {
+        match self.get("AUTH_SECRET") {
+            Some(secret) if secret.len() >= 32 => SecretString::from(secret),
+            Some(_) => {
+                self.problem(
+                    "AUTH_SECRET",
+                    "must be at least 32 characters (e.g. `openssl rand -base64 33`)",
+                );
+                SecretString::from(LOCAL_AUTH_SECRET)
+            }
+            None if stage.is_deployed() => {
+                self.problem("AUTH_SECRET", "is required outside the local stage");
+                SecretString::from(LOCAL_AUTH_SECRET)
+            }
+            None => SecretString::from(LOCAL_AUTH_SECRET),
         }
     }
 
@@ -511,7 +655,8 @@ mod tests {
                 "DB_CONNECT_TIMEOUT_MS",
                 "DATABASE_URL",
                 "CORS_ORIGINS",
-                "SESSION_UPDATE_AGE_SECONDS"
+                "SESSION_UPDATE_AGE_SECONDS",
+                "AUTH_SECRET"
             ]
         );
     }
@@ -564,6 +709,36 @@ mod tests {
             let err = settings(&[("DATABASE_URL", URL), ("CORS_ORIGINS", bad)]).unwrap_err();
             assert_eq!(err.problems[0].variable, "CORS_ORIGINS", "{bad}");
         }
+    }
+
+    #[test]
+    fn storage_is_all_or_nothing_and_derives_the_r2_endpoint() {
+        assert!(
+            settings(&[("DATABASE_URL", URL)])
+                .unwrap()
+                .storage
+                .is_none()
+        );
+        let s = settings(&[
+            ("DATABASE_URL", URL),
+            ("R2_ACCOUNT_ID", "0123abcd"),
+            ("R2_BUCKET_NAME", "calls"),
+            ("R2_ACCESS_KEY_ID", "AKID"),
+            ("R2_SECRET_ACCESS_KEY", "r2-secret-value"),
+        ])
+        .unwrap();
+        let storage = s.storage.as_ref().unwrap();
+        assert_eq!(
+            storage.endpoint,
+            "https://0123abcd.r2.cloudflarestorage.com"
+        );
+        assert!(!format!("{s:?}").contains("r2-secret-value"));
+        let err = settings(&[("DATABASE_URL", URL), ("R2_BUCKET_NAME", "calls")]).unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            names,
+            vec!["R2_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"]
+        );
     }
 
     #[test]

@@ -217,6 +217,22 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     })
 }
 
+/// A UUID path parameter; anything else is a resource that cannot exist (404, not 400).
+pub fn path_uuid(req: &Request, name: &str) -> Result<uuid::Uuid, ApiError> {
+    req.path_parameters()
+        .first(name)
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .ok_or(ApiError::NotFound)
+}
+
+/// A query parameter, if present and non-empty.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters()
+        .first(name)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
 fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
     let Some(value) = value.and_then(|v| v.to_str().ok()) else {
         return false;

@@ -1,13 +1,17 @@
 //! Parley's common crate: everything the Lambda functions share.
 //!
 //! Modules depend downward only: `app` wires `config`, `telemetry`, `db`, `http` and `auth` together
-//! once per cold start; nothing here depends on a function crate.
+//! once per cold start; `recordings` is domain logic over `db` and `storage`; nothing here depends on a function crate.
 
 pub mod app;
+pub mod audio;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod pagination;
+pub mod recordings;
+pub mod storage;
 pub mod telemetry;
 
 pub use app::App;

@@ -142,6 +142,68 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// moto_server on a free loopback port: the S3 (and SQS) stand-in. Stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(workspace_root().join(".venv/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (cargo xtask installs it into .venv)");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(format!("{}/moto-api/", moto.endpoint))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        moto
+    }
+
+    /// R2 settings for a fresh bucket on this moto, as environment variables.
+    pub async fn bucket_env(&self) -> Vec<(&'static str, String)> {
+        let bucket = format!(
+            "parley-t-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let env = vec![
+            ("R2_ENDPOINT", self.endpoint.clone()),
+            ("R2_BUCKET_NAME", bucket),
+            ("R2_ACCESS_KEY_ID", "parley-test".to_owned()),
+            ("R2_SECRET_ACCESS_KEY", "parley-test-secret".to_owned()),
+        ];
+        let settings = settings_with("postgres://unused@127.0.0.1/x", &borrow(&env));
+        shared::storage::Storage::new(settings.storage.as_ref().unwrap())
+            .ensure_bucket()
+            .await
+            .expect("bucket created");
+        env
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn borrow<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// An API Gateway HTTP API (payload format 2.0) event, shaped exactly as AWS sends it.
 pub struct Event {
     method: &'static str,
@@ -150,6 +212,8 @@ pub struct Event {
     cookies: Vec<String>,
     body: Option<String>,
     base64: bool,
+    path_params: serde_json::Map<String, Value>,
+    query: String,
 }
 
 impl Event {
@@ -161,7 +225,21 @@ impl Event {
             cookies: Vec::new(),
             body: None,
             base64: false,
+            path_params: serde_json::Map::new(),
+            query: String::new(),
         }
+    }
+
+    /// Path parameters as API Gateway fills them from the route's `{name}` segments.
+    pub fn path_param(mut self, name: &str, value: &str) -> Event {
+        self.path_params
+            .insert(name.to_owned(), Value::String(value.to_owned()));
+        self
+    }
+
+    pub fn query(mut self, raw: &str) -> Event {
+        self.query = raw.to_owned();
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Event {
@@ -199,7 +277,7 @@ impl Event {
             "version": "2.0",
             "routeKey": format!("{} {}", self.method, self.path),
             "rawPath": self.path,
-            "rawQueryString": "",
+            "rawQueryString": self.query,
             "headers": headers,
             "requestContext": {
                 "accountId": "123456789012",
@@ -221,6 +299,17 @@ impl Event {
             },
             "isBase64Encoded": self.base64
         });
+        if !self.path_params.is_empty() {
+            event["pathParameters"] = Value::Object(self.path_params.clone());
+        }
+        if !self.query.is_empty() {
+            let mut params = serde_json::Map::new();
+            for pair in self.query.split('&') {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                params.insert(k.to_owned(), json!(v));
+            }
+            event["queryStringParameters"] = Value::Object(params);
+        }
         if !self.cookies.is_empty() {
             event["cookies"] = json!(self.cookies);
         }

@@ -1,0 +1,15 @@
+//! `DELETE /api/recordings/{id}`: removes the object and the row (the sweeper finishes if R2 fails).
+
+use lambda_http::Request;
+use shared::App;
+use shared::http::{self, ApiResult};
+use shared::recordings::Recordings;
+
+pub const FUNCTION: &str = "recordings-delete";
+
+pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
+    let session = app.sessions.authenticate(req.headers()).await?;
+    let id = http::path_uuid(&req, "id")?;
+    recordings.delete(session.user.db_id(), id).await?;
+    Ok(http::no_content())
+}

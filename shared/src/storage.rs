@@ -1,0 +1,293 @@
+//! Cloudflare R2 through its S3 API: presigned PUT and GET, HEAD, ranged GET and DELETE.
+//!
+//! Built once per cold start from static credentials (no credential-chain lookups), path-style, region
+//! `auto`, and checksums only when an operation requires them: R2 rejects the SDK's default checksum
+//! headers.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_smithy_http_client::tls;
+use secrecy::ExposeSecret;
+
+use crate::config::StorageSettings;
+
+/// A request the client must make exactly as given: method, URL and every header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// R2 could not be reached or answered 5xx; worth retrying.
+    #[error("object storage unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure: a bug, bad credentials or a refused request.
+    #[error("object storage error: {0}")]
+    Failed(String),
+}
+
+fn classify<E>(
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StorageError
+where
+    E: std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+    let text = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StorageError::Unavailable(text)
+        }
+        SdkError::ServiceError(e) if e.raw().status().is_server_error() => {
+            StorageError::Unavailable(text)
+        }
+        _ => StorageError::Failed(text),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl Storage {
+    pub fn new(settings: &StorageSettings) -> Storage {
+        let credentials = Credentials::new(
+            settings.access_key_id.clone(),
+            settings.secret_access_key.expose_secret().to_owned(),
+            None,
+            None,
+            "parley-r2",
+        );
+        // ring-backed rustls with the same TLS stack as the database; no C build for arm64.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("auto"))
+            .endpoint_url(settings.endpoint.clone())
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .http_client(http)
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(25))
+                    .build(),
+            )
+            .build();
+        Storage {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket: settings.bucket.clone(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A PUT that only succeeds with exactly this type and length, and never overwrites.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<Presigned, StorageError> {
+        let length = i64::try_from(content_length)
+            .map_err(|_| StorageError::Failed("length overflow".into()))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(length)
+            .if_none_match("*")
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(classify)?;
+        Ok(to_presigned(&request))
+    }
+
+    /// A GET that downloads as an attachment named `file_name`.
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        file_name: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<Presigned, StorageError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(attachment(file_name))
+            .response_content_type(content_type)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(classify)?;
+        Ok(to_presigned(&request))
+    }
+
+    /// Size and type of an object, or `None` if there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                content_type: out.content_type().map(str::to_owned),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// The first `n` bytes of an object (fewer if it is shorter).
+    pub async fn first_bytes(&self, key: &str, n: u64) -> Result<Vec<u8>, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", n.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(classify)?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        let mut bytes = bytes.into_bytes().to_vec();
+        bytes.truncate(n as usize);
+        Ok(bytes)
+    }
+
+    /// Deletes an object; deleting one that is already gone succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Creates the bucket if missing (the local stack; R2 buckets are made in Cloudflare's dashboard).
+    pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // The signing region is `auto`; S3 stand-ins want it echoed as the location.
+        let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("auto"))
+            .build();
+        self.client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .create_bucket_configuration(location)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, StorageError> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| StorageError::Failed(e.to_string()))
+}
+
+fn to_presigned(request: &aws_sdk_s3::presigning::PresignedRequest) -> Presigned {
+    let mut headers: Vec<(String, String)> = request
+        .headers()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    headers.sort();
+    Presigned {
+        method: request.method().to_owned(),
+        url: request.uri().to_owned(),
+        headers,
+    }
+}
+
+/// `attachment` with an ASCII fallback and the UTF-8 name (RFC 6266), safe in a header.
+pub fn attachment(file_name: &str) -> String {
+    let ascii: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = file_name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_names_cannot_break_the_header() {
+        let value = attachment("my \"call\";\r\nx.wav");
+        assert!(!value.contains('\r') && !value.contains('\n'));
+        assert!(
+            value.starts_with("attachment; filename=\"my _call____x.wav\""),
+            "{value}"
+        );
+        assert!(
+            value.contains("filename*=UTF-8''my%20%22call%22%3B%0D%0Ax.wav"),
+            "{value}"
+        );
+    }
+}

@@ -1,0 +1,678 @@
+//! Recordings against real PostgreSQL and moto_server (S3), with real HTTP PUT and GET of the presigned
+//! URLs and real API Gateway v2 events through the handlers.
+
+use std::collections::HashSet;
+
+use parley_tests::{Answer, Event, Moto, TestDb, borrow};
+use serde_json::{Value, json};
+use shared::App;
+use shared::recordings::Recordings;
+
+struct Ctx {
+    db: TestDb,
+    app: App,
+    recordings: Recordings,
+    _moto: Moto,
+}
+
+impl Ctx {
+    /// Whether R2 (moto) holds the object a presigned URL points at, asked through the S3 API.
+    async fn object_exists(&self, url: &str) -> bool {
+        let storage = shared::storage::Storage::new(self.app.settings.storage.as_ref().unwrap());
+        let path = url.split('?').next().unwrap();
+        let key = path
+            .split_once(&format!("/{}/", storage.bucket()))
+            .unwrap()
+            .1;
+        storage.head(key).await.unwrap().is_some()
+    }
+}
+
+async fn ctx(extra: &[(&str, &str)]) -> Ctx {
+    let moto = Moto::start().await;
+    let db = TestDb::create().await;
+    let owned = moto.bucket_env().await;
+    let mut env = borrow(&owned);
+    env.extend_from_slice(extra);
+    let app = App::from_settings("recordings", db.settings(&env));
+    let recordings = app.recordings().expect("storage configured");
+    Ctx {
+        db,
+        app,
+        recordings,
+        _moto: moto,
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+impl Ctx {
+    async fn call(&self, function: &str, event: Event) -> Answer {
+        let req = event.request();
+        let app = &self.app;
+        let r = &self.recordings;
+        let response = match function {
+            "upload" => {
+                app.http
+                    .serve(req, |req| recordings_upload::handle(app, r, req))
+                    .await
+            }
+            "complete" => {
+                app.http
+                    .serve(req, |req| recordings_complete::handle(app, r, req))
+                    .await
+            }
+            "list" => {
+                app.http
+                    .serve(req, |req| recordings_list::handle(app, r, req))
+                    .await
+            }
+            "get" => {
+                app.http
+                    .serve(req, |req| recordings_get::handle(app, r, req))
+                    .await
+            }
+            "delete" => {
+                app.http
+                    .serve(req, |req| recordings_delete::handle(app, r, req))
+                    .await
+            }
+            other => panic!("no function {other}"),
+        };
+        Answer::from_response(response.unwrap())
+    }
+
+    async fn upload(&self, token: &str, body: Value) -> Answer {
+        self.call(
+            "upload",
+            Event::new("POST", "/api/recordings/uploads")
+                .header("authorization", &bearer(token))
+                .header("content-type", "application/json")
+                .body(&body.to_string()),
+        )
+        .await
+    }
+
+    async fn on(
+        &self,
+        function: &str,
+        method: &'static str,
+        id: &str,
+        token: &str,
+        suffix: &str,
+    ) -> Answer {
+        self.call(
+            function,
+            Event::new(method, &format!("/api/recordings/{id}{suffix}"))
+                .path_param("id", id)
+                .header("authorization", &bearer(token)),
+        )
+        .await
+    }
+
+    async fn list(&self, token: &str, query: &str) -> Answer {
+        self.call(
+            "list",
+            Event::new("GET", "/api/recordings")
+                .query(query)
+                .header("authorization", &bearer(token)),
+        )
+        .await
+    }
+}
+
+/// PUTs `bytes` exactly as the upload instructions say.
+async fn put(upload: &Value, bytes: Vec<u8>) -> reqwest::StatusCode {
+    let mut request = reqwest::Client::new().put(upload["url"].as_str().unwrap());
+    for (name, value) in upload["headers"].as_object().unwrap() {
+        request = request.header(name.as_str(), value.as_str().unwrap());
+    }
+    request.body(bytes).send().await.unwrap().status()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+#[tokio::test]
+async fn a_wav_goes_up_completes_lists_downloads_byte_for_byte_and_is_deleted() {
+    let c = ctx(&[]).await;
+    let (user, token) = c.db.session("rec@example.com", 3600).await;
+    let wav = shared::audio::silent_wav(1.5, 8000);
+
+    let created = c
+        .upload(&token, json!({"content_type": "audio/wav", "size_bytes": wav.len(), "file_name": "../Monday call.wav"}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let recording = &created.body["recording"];
+    assert_eq!(recording["status"], "pending_upload");
+    assert_eq!(recording["file_name"], "Monday call.wav");
+    assert_eq!(recording["declared_size_bytes"], wav.len());
+    let id = recording["id"].as_str().unwrap().to_owned();
+    let upload = &created.body["upload"];
+    assert_eq!(upload["method"], "PUT");
+    let url = upload["url"].as_str().unwrap();
+    assert!(
+        url.contains(&format!("/users/{user}/recordings/{id}.wav?")),
+        "{url}"
+    );
+    assert_eq!(upload["headers"]["content-type"], "audio/wav");
+    assert_eq!(upload["headers"]["content-length"], wav.len().to_string());
+    assert_eq!(upload["headers"]["if-none-match"], "*");
+
+    // The signature pins the type, the length and no-overwrite, and dies within 15 minutes.
+    let signed = query_param(url, "X-Amz-SignedHeaders").unwrap();
+    for header in ["content-length", "content-type", "host", "if-none-match"] {
+        assert!(
+            signed.split("%3B").any(|h| h == header),
+            "{header} not signed in {signed}"
+        );
+    }
+    let expires: u64 = query_param(url, "X-Amz-Expires").unwrap().parse().unwrap();
+    assert!(expires <= 900, "{expires}");
+    assert!(query_param(url, "X-Amz-Signature").is_some_and(|s| s.len() == 64));
+
+    assert!(put(upload, wav.clone()).await.is_success());
+    let done = c.on("complete", "POST", &id, &token, "/complete").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["recording"]["status"], "ready");
+    assert_eq!(done.body["recording"]["size_bytes"], wav.len());
+    assert_eq!(done.body["recording"]["duration_seconds"], 1.5);
+    // Completing again is harmless.
+    let again = c.on("complete", "POST", &id, &token, "/complete").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["recording"]["status"], "ready");
+
+    let listed = c.list(&token, "").await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["items"][0]["id"], id.as_str());
+    assert_eq!(listed.body["next_cursor"], Value::Null);
+    assert!(
+        listed.body["items"][0].get("object_key").is_none(),
+        "keys stay server-side"
+    );
+
+    let got = c.on("get", "GET", &id, &token, "").await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let download = got.body["recording"]["download_url"].as_str().unwrap();
+    let expires: u64 = query_param(download, "X-Amz-Expires")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(expires <= 3600);
+    assert!(
+        query_param(download, "response-content-disposition")
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let fetched = reqwest::get(download).await.unwrap();
+    assert!(fetched.status().is_success());
+    assert!(
+        fetched.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(
+        fetched.bytes().await.unwrap().to_vec(),
+        wav,
+        "the same bytes come back"
+    );
+
+    let deleted = c.on("delete", "DELETE", &id, &token, "").await;
+    assert_eq!(deleted.status, 204);
+    assert!(!c.object_exists(download).await, "the object is gone");
+    c.on("get", "GET", &id, &token, "")
+        .await
+        .assert_problem(404, "not-found");
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0);
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn another_users_recordings_are_invisible_on_every_route() {
+    let c = ctx(&[]).await;
+    let (_, alice) = c.db.session("alice@example.com", 3600).await;
+    let (_, bob) = c.db.session("bob@example.com", 3600).await;
+    let wav = shared::audio::silent_wav(0.5, 8000);
+    let created = c
+        .upload(
+            &alice,
+            json!({"content_type": "audio/wav", "size_bytes": wav.len()}),
+        )
+        .await;
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+    assert!(put(&created.body["upload"], wav).await.is_success());
+
+    c.on("complete", "POST", &id, &bob, "/complete")
+        .await
+        .assert_problem(404, "not-found");
+    c.on("get", "GET", &id, &bob, "")
+        .await
+        .assert_problem(404, "not-found");
+    c.on("delete", "DELETE", &id, &bob, "")
+        .await
+        .assert_problem(404, "not-found");
+    assert_eq!(c.list(&bob, "").await.body["items"], json!([]));
+    // An id that does not exist at all looks exactly the same.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    c.on("get", "GET", &unknown, &alice, "")
+        .await
+        .assert_problem(404, "not-found");
+    c.on("get", "GET", "not-a-uuid", &alice, "")
+        .await
+        .assert_problem(404, "not-found");
+
+    // Alice still has it, untouched.
+    assert_eq!(
+        c.on("complete", "POST", &id, &alice, "/complete")
+            .await
+            .body["recording"]["status"],
+        "ready"
+    );
+    // And nobody without a session gets anywhere.
+    for (function, method, suffix) in [
+        ("complete", "POST", "/complete"),
+        ("get", "GET", ""),
+        ("delete", "DELETE", ""),
+    ] {
+        let event =
+            Event::new(method, &format!("/api/recordings/{id}{suffix}")).path_param("id", &id);
+        c.call(function, event)
+            .await
+            .assert_problem(401, "unauthenticated");
+    }
+    c.call("list", Event::new("GET", "/api/recordings"))
+        .await
+        .assert_problem(401, "unauthenticated");
+    c.call(
+        "upload",
+        Event::new("POST", "/api/recordings/uploads")
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await
+    .assert_problem(401, "unauthenticated");
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_upload_requests_are_refused_naming_the_field() {
+    let c = ctx(&[("RECORDING_MAX_BYTES", "1000000")]).await;
+    let (_, token) = c.db.session("bad@example.com", 3600).await;
+    let cases = [
+        (
+            json!({"content_type": "text/html", "size_bytes": 10}),
+            "content_type",
+        ),
+        (
+            json!({"content_type": "image/svg+xml", "size_bytes": 10}),
+            "content_type",
+        ),
+        (
+            json!({"content_type": "audio/wav", "size_bytes": 0}),
+            "size_bytes",
+        ),
+        (
+            json!({"content_type": "audio/wav", "size_bytes": 1_000_001}),
+            "size_bytes",
+        ),
+        (
+            json!({"content_type": "audio/wav", "size_bytes": 10, "file_name": "../"}),
+            "file_name",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = c.upload(&token, body.clone()).await;
+        answer.assert_problem(422, "validation-failed");
+        assert_eq!(answer.body["errors"][0]["field"], field, "{body}");
+    }
+    let wrong_type = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": "big"}),
+        )
+        .await;
+    wrong_type.assert_problem(400, "malformed-request");
+    assert_eq!(wrong_type.body["errors"][0]["field"], "size_bytes");
+    let extra = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": 10, "key": "users/1/x"}),
+        )
+        .await;
+    extra.assert_problem(400, "malformed-request");
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0, "nothing half-written");
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn completion_refuses_missing_lying_and_wrongly_sized_uploads() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("liar@example.com", 3600).await;
+
+    // Nothing uploaded yet: 409, and the recording stays pending.
+    let created = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": 100}),
+        )
+        .await;
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+    c.on("complete", "POST", &id, &token, "/complete")
+        .await
+        .assert_problem(409, "conflict");
+
+    // HTML pretending to be WAV, with the declared size: refused, object deleted, row failed.
+    let html = b"<html><script>alert(1)</script></html>".to_vec();
+    let created = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": html.len()}),
+        )
+        .await;
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+    let url = created.body["upload"]["url"].as_str().unwrap().to_owned();
+    assert!(put(&created.body["upload"], html).await.is_success());
+    let refused = c.on("complete", "POST", &id, &token, "/complete").await;
+    refused.assert_problem(422, "validation-failed");
+    assert!(
+        refused.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not audio/wav")
+    );
+    let status: String =
+        c.db.client
+            .query_one(
+                "SELECT status FROM recordings WHERE id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(status, "failed");
+    assert!(!c.object_exists(&url).await, "the lying object is deleted");
+    // Asking again gives the same verdict.
+    c.on("complete", "POST", &id, &token, "/complete")
+        .await
+        .assert_problem(422, "validation-failed");
+
+    // Real audio, but not the size that was declared (moto does not enforce the signed length; R2 does).
+    let wav = shared::audio::silent_wav(0.25, 8000);
+    let created = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": wav.len() + 10}),
+        )
+        .await;
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+    let mut upload = created.body["upload"].clone();
+    upload["headers"]["content-length"] = json!(wav.len().to_string());
+    assert!(put(&upload, wav).await.is_success());
+    let refused = c.on("complete", "POST", &id, &token, "/complete").await;
+    refused.assert_problem(422, "validation-failed");
+    assert!(
+        refused.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("declared")
+    );
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn pages_walk_every_recording_once_newest_first() {
+    let c = ctx(&[]).await;
+    let (user, token) = c.db.session("pages@example.com", 3600).await;
+    let (other, other_token) = c.db.session("other@example.com", 3600).await;
+    // 25 rows, some sharing a timestamp, so the id tie-break matters.
+    c.db.client
+        .execute(
+            "INSERT INTO recordings (id, owner_id, object_key, status, content_type, declared_size_bytes, created_at)
+             SELECT gen_random_uuid(), $1::integer, 'users/' || $1::integer || '/recordings/' || g || '.wav', 'ready', 'audio/wav', 10,
+                    now() - make_interval(secs => (g / 2)::float8)
+             FROM generate_series(1, 25) g",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    c.db.client
+        .execute(
+            "INSERT INTO recordings (id, owner_id, object_key, status, content_type, declared_size_bytes)
+             VALUES (gen_random_uuid(), $1, 'users/x/other.wav', 'ready', 'audio/wav', 10)",
+            &[&other],
+        )
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit=10&cursor={c}"),
+            None => "limit=10".to_owned(),
+        };
+        let page = c.list(&token, &query).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        pages += 1;
+        for item in page.body["items"].as_array().unwrap() {
+            seen.push((
+                item["created_at"].as_str().unwrap().to_owned(),
+                item["id"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 25);
+    assert_eq!(
+        seen.iter().map(|(_, id)| id).collect::<HashSet<_>>().len(),
+        25,
+        "no duplicates"
+    );
+    let expected: Vec<String> = c
+        .db
+        .client
+        .query(
+            "SELECT id::text FROM recordings WHERE owner_id = $1 ORDER BY created_at DESC, id DESC",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let walked: Vec<String> = seen.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(walked, expected, "newest first, no gaps");
+
+    // Defaults and caps.
+    assert_eq!(
+        c.list(&token, "").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20
+    );
+    assert_eq!(
+        c.list(&token, "limit=1000").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        25
+    );
+    for bad in ["limit=0", "limit=-3", "limit=ten"] {
+        c.list(&token, bad)
+            .await
+            .assert_problem(422, "validation-failed");
+    }
+    // A tampered cursor, or one issued to someone else, is refused.
+    let first = c.list(&token, "limit=5").await.body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut tampered = first.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    c.list(&token, &format!("cursor={tampered}"))
+        .await
+        .assert_problem(422, "validation-failed");
+    let stolen = c.list(&other_token, &format!("cursor={first}")).await;
+    stolen.assert_problem(422, "validation-failed");
+    assert_eq!(stolen.body["errors"][0]["field"], "cursor");
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_sweeper_removes_abandoned_uploads_and_finishes_refused_deletions() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("sweep@example.com", 3600).await;
+    let wav = shared::audio::silent_wav(0.2, 8000);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let created = c
+            .upload(
+                &token,
+                json!({"content_type": "audio/wav", "size_bytes": wav.len()}),
+            )
+            .await;
+        assert!(put(&created.body["upload"], wav.clone()).await.is_success());
+        ids.push((
+            created.body["recording"]["id"].as_str().unwrap().to_owned(),
+            created.body["upload"]["url"]
+                .as_str()
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .to_owned(),
+        ));
+    }
+    // First: abandoned a day ago. Second: fresh, pending. Third: its DELETE found R2 down.
+    c.db.client
+        .execute("UPDATE recordings SET created_at = now() - interval '25 hours' WHERE id = $1::text::uuid", &[&ids[0].0])
+        .await
+        .unwrap();
+    c.db.client
+        .execute(
+            "UPDATE recordings SET status = 'deleted' WHERE id = $1::text::uuid",
+            &[&ids[2].0],
+        )
+        .await
+        .unwrap();
+
+    let event = lambda_runtime::LambdaEvent::new(
+        json!({"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+               "source": "aws.events", "account": "123456789012", "time": "2026-11-22T04:00:00Z",
+               "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/parley-sweeper"], "detail": {}}),
+        lambda_runtime::Context::default(),
+    );
+    let report = recordings_sweeper::handle(&c.recordings, event)
+        .await
+        .unwrap();
+    assert_eq!(report.abandoned_removed, 1);
+    assert_eq!(report.deletions_completed, 1);
+    assert_eq!(report.failures, 0);
+
+    let left: Vec<String> =
+        c.db.client
+            .query("SELECT id::text FROM recordings", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(left, vec![ids[1].0.clone()]);
+    assert!(!c.object_exists(&ids[0].1).await);
+    assert!(
+        c.object_exists(&ids[1].1).await,
+        "the fresh upload is untouched"
+    );
+    assert!(!c.object_exists(&ids[2].1).await);
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_delete_that_r2_refuses_hides_the_row_and_leaves_it_for_the_sweeper() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("down@example.com", 3600).await;
+    let created = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": 44}),
+        )
+        .await;
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+
+    // The same database, but R2 unreachable.
+    let dead = App::from_settings(
+        "recordings-delete",
+        c.db.settings(&[
+            (
+                "R2_ENDPOINT",
+                &format!("http://127.0.0.1:{}", parley_tests::free_port()),
+            ),
+            ("R2_BUCKET_NAME", "gone"),
+            ("R2_ACCESS_KEY_ID", "x"),
+            ("R2_SECRET_ACCESS_KEY", "y"),
+        ]),
+    );
+    let dead_recordings = dead.recordings().unwrap();
+    let event = Event::new("DELETE", &format!("/api/recordings/{id}"))
+        .path_param("id", &id)
+        .header("authorization", &bearer(&token));
+    let answer = Answer::from_response(
+        dead.http
+            .serve(event.request(), |req| {
+                recordings_delete::handle(&dead, &dead_recordings, req)
+            })
+            .await
+            .unwrap(),
+    );
+    answer.assert_problem(503, "service-unavailable");
+    let status: String =
+        c.db.client
+            .query_one(
+                "SELECT status FROM recordings WHERE id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(status, "deleted", "marked for deletion, not orphaned");
+    c.on("get", "GET", &id, &token, "")
+        .await
+        .assert_problem(404, "not-found");
+    // Retrying the DELETE once R2 is back finishes the job.
+    assert_eq!(c.on("delete", "DELETE", &id, &token, "").await.status, 204);
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0);
+    c.db.drop_db().await;
+}
