@@ -89,6 +89,9 @@ impl fmt::Debug for StorageSettings {
 const STORAGE_VARIABLES: &str =
     "R2_ENDPOINT or R2_ACCOUNT_ID, R2_BUCKET_NAME, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY";
 
+/// R2's single-PUT limit (5 GiB less 5 MiB): presigned uploads are single PUTs.
+const R2_MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024 - 5 * 1024 * 1024;
+
 /// Used only in the local stage, so cursors work before any secret is configured.
 const LOCAL_AUTH_SECRET: &str = "parley-local-development-secret-not-for-deployment";
 
@@ -249,7 +252,7 @@ impl Settings {
             "RECORDING_MAX_BYTES",
             500 * 1024 * 1024u64,
             1024,
-            5 * 1024 * 1024 * 1024,
+            R2_MAX_PUT_BYTES,
         );
         let auth_secret = r.auth_secret(stage);
 

@@ -92,8 +92,9 @@ impl Storage {
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(Duration::from_secs(25))
+                    // Well inside the API functions' 10 s Lambda timeout, so callers get a clean 503.
+                    .operation_attempt_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(7))
                     .build(),
             )
             .build();

@@ -158,3 +158,131 @@ async fn a_session_refreshed_by_the_api_is_seen_by_the_adapter() {
     drop(watch);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_recording_round_trips_through_the_real_binaries() {
+    let db = parley_tests::TestDb::create().await;
+    let moto = parley_tests::Moto::start().await;
+    let r2 = moto.bucket_env().await;
+    let mut env = parley_tests::borrow(&r2);
+    env.push(("DATABASE_URL", db.url.as_str()));
+    let watch = Watch::start(&env).await;
+    let http = reqwest::Client::new();
+    let alice = authjs(
+        &db.url,
+        &["create-session", "--email", "alice-e2e@example.com"],
+    );
+    let bob = authjs(
+        &db.url,
+        &["create-session", "--email", "bob-e2e@example.com"],
+    );
+    let cookie = |who: &Value| {
+        format!(
+            "authjs.session-token={}",
+            who["session_token"].as_str().unwrap()
+        )
+    };
+    let origin = "http://localhost:3000";
+    let wav = shared::audio::silent_wav(0.75, 16000);
+
+    let created = http
+        .post(watch.url("/api/recordings/uploads"))
+        .header("cookie", cookie(&alice))
+        .header("origin", origin)
+        .json(&serde_json::json!({"content_type": "audio/wav", "size_bytes": wav.len(), "file_name": "hello.wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let id = created["recording"]["id"].as_str().unwrap().to_owned();
+    let upload = &created["upload"];
+    let mut put = http.put(upload["url"].as_str().unwrap());
+    for (name, value) in upload["headers"].as_object().unwrap() {
+        put = put.header(name.as_str(), value.as_str().unwrap());
+    }
+    assert!(
+        put.body(wav.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+
+    let done = http
+        .post(watch.url(&format!("/api/recordings/{id}/complete")))
+        .header("cookie", cookie(&alice))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["recording"]["status"], "ready");
+    assert_eq!(done["recording"]["duration_seconds"], 0.75);
+
+    let list: Value = http
+        .get(watch.url("/api/recordings?limit=5"))
+        .header("cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    let bobs: Value = http
+        .get(watch.url("/api/recordings"))
+        .header("cookie", cookie(&bob))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bobs["items"], serde_json::json!([]));
+    let peek = http
+        .get(watch.url(&format!("/api/recordings/{id}")))
+        .header("cookie", cookie(&bob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peek.status(), 404);
+
+    let got: Value = http
+        .get(watch.url(&format!("/api/recordings/{id}")))
+        .header("cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bytes = reqwest::get(got["recording"]["download_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.to_vec(), wav);
+
+    let gone = http
+        .delete(watch.url(&format!("/api/recordings/{id}")))
+        .header("cookie", cookie(&alice))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    let after = http
+        .get(watch.url(&format!("/api/recordings/{id}")))
+        .header("cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 404);
+    drop(watch);
+    drop(moto);
+    db.drop_db().await;
+}

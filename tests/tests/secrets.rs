@@ -1,21 +1,9 @@
 //! Deployed functions read their secrets from one Secrets Manager secret at cold start: exercised with
 //! the real AWS SDK against moto_server.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use parley_tests::{free_port, workspace_root};
+use parley_tests::Moto;
 use serde_json::{Value, json};
 use shared::config::Settings;
-
-struct Moto(std::process::Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn secretsmanager(endpoint: &str, action: &str, body: Value) -> Value {
     let response = reqwest::Client::new()
@@ -41,21 +29,8 @@ async fn secretsmanager(endpoint: &str, action: &str, body: Value) -> Value {
 
 #[tokio::test]
 async fn settings_are_filled_from_the_secret_named_by_parley_secret_arn() {
-    let port = free_port();
-    let moto = Moto(
-        Command::new(workspace_root().join(".venv/bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server (installed by cargo xtask into .venv)"),
-    );
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{endpoint}/moto-api/")).await.is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let moto = Moto::start().await;
+    let endpoint = moto.endpoint.clone();
     let secret = json!({
         "DATABASE_URL": "postgres://parley:s3cret-from-sm@db.example.com:5432/parley?sslmode=require",
         "DB_POOL_MAX_SIZE": 4

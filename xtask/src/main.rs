@@ -112,6 +112,46 @@ async fn dev() -> Result {
         }
     );
 
+    // moto_server stands in for R2 (S3 API) unless real R2 settings were given.
+    let uses_real_r2 = ["R2_ENDPOINT", "R2_ACCOUNT_ID", "R2_BUCKET_NAME"]
+        .iter()
+        .any(|v| non_empty_env(v).is_some() || from_dotenv(v).is_some());
+    let mut r2_env: Vec<(&str, String)> = Vec::new();
+    let mut moto = None;
+    if !uses_real_r2 {
+        let moto_port = non_empty_env("PARLEY_MOTO_PORT").unwrap_or_else(|| "4510".to_owned());
+        let mut cmd = Command::new(bin.join("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &moto_port])
+            .stdout(std::process::Stdio::null());
+        moto = Some(tools::Group::spawn(cmd)?);
+        tools::wait_for_http_ok(
+            &format!("127.0.0.1:{moto_port}"),
+            "/moto-api/",
+            Duration::from_secs(60),
+        )
+        .await?;
+        let storage = shared::config::StorageSettings {
+            endpoint: format!("http://127.0.0.1:{moto_port}"),
+            bucket: "parley-local".to_owned(),
+            access_key_id: "parley-local".to_owned(),
+            secret_access_key: "parley-local-secret".to_owned().into(),
+        };
+        shared::storage::Storage::new(&storage)
+            .ensure_bucket()
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "R2 stand-in: moto_server on {} (bucket {})",
+            storage.endpoint, storage.bucket
+        );
+        r2_env = vec![
+            ("R2_ENDPOINT", storage.endpoint),
+            ("R2_BUCKET_NAME", storage.bucket),
+            ("R2_ACCESS_KEY_ID", storage.access_key_id),
+            ("R2_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
+        ];
+    }
+
     let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
     let mut watch = Command::new(bin.join("cargo-lambda"));
     watch
@@ -126,6 +166,7 @@ async fn dev() -> Result {
             &port,
         ])
         .envs(dotenv.iter().cloned())
+        .envs(r2_env)
         .env("DATABASE_URL", &database_url)
         .env(
             "PARLEY_STAGE",
@@ -142,13 +183,16 @@ async fn dev() -> Result {
     };
     if let Err(e) = ready {
         watch.stop();
+        if let Some(mut moto) = moto {
+            moto.stop();
+        }
         if let Some(pg) = pg {
             pg.stop();
         }
         return Err(format!("the API did not become ready: {e}"));
     }
     println!(
-        "\nParley is ready on {base}\n  GET  {base}/health\n  GET  {base}/api/me\n  POST {base}/api/auth/sign-out\n\
+        "\nParley is ready on {base}\n  GET  {base}/health\n  GET  {base}/api/me\n  POST {base}/api/auth/sign-out\n  POST {base}/api/recordings/uploads   (and /api/recordings…)\n\
          Make a session with: cargo xtask session you@example.com\nCtrl-C stops everything.\n"
     );
     tokio::select! {
@@ -156,6 +200,9 @@ async fn dev() -> Result {
         status = watch.wait() => println!("cargo lambda watch exited: {status}"),
     }
     watch.stop();
+    if let Some(mut moto) = moto {
+        moto.stop();
+    }
     if let Some(pg) = pg {
         pg.stop();
     }
