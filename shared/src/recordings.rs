@@ -243,10 +243,6 @@ pub struct Recordings {
     max_bytes: u64,
 }
 
-fn unavailable(e: DbError) -> ApiError {
-    ApiError::from(e)
-}
-
 impl Recordings {
     pub fn new(db: DbPool, storage: Storage, cursors: Cursors, max_bytes: u64) -> Self {
         Recordings {
@@ -293,7 +289,7 @@ impl Recordings {
                 ],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         Ok(Upload {
             recording: Recording::from_row(&row[0]),
             upload: UploadInstructions::new(presigned, expires_at),
@@ -308,7 +304,7 @@ impl Recordings {
                 &[(&id, Type::UUID), (&owner, Type::INT4)],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         rows.first()
             .map(Recording::from_row)
             .ok_or(ApiError::NotFound)
@@ -341,7 +337,7 @@ impl Recordings {
                 ],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         Ok(rows.first().map(Recording::from_row))
     }
 
@@ -433,7 +429,7 @@ impl Recordings {
                 ],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         let mut items: Vec<Recording> = rows.iter().map(Recording::from_row).collect();
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);
@@ -490,7 +486,7 @@ impl Recordings {
                 &[(&id, Type::UUID), (&owner, Type::INT4)],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         let key: String = rows.first().ok_or(ApiError::NotFound)?.get(0);
         drop(client);
         self.finish_deletion(id, &key).await.map_err(ApiError::from)
@@ -530,7 +526,7 @@ impl Recordings {
                 &[(&abandoned_after.as_secs_f64(), Type::FLOAT8), (&batch, Type::INT8)],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         let abandoned: Vec<Uuid> = abandoned.iter().map(|r| r.get(0)).collect();
         let pending = client
             .query_typed(
@@ -538,7 +534,7 @@ impl Recordings {
                 &[(&batch, Type::INT8)],
             )
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(DbError::from)?;
         drop(client);
         let mut report = SweepReport::default();
         for row in pending {
