@@ -4,6 +4,7 @@ use crate::auth::Sessions;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, DbPool};
 use crate::http::{Cors, Http};
+use crate::idempotency::{self, Idempotency};
 use crate::pagination::Cursors;
 use crate::recordings::Recordings;
 use crate::storage::Storage;
@@ -16,6 +17,7 @@ pub struct App {
     pub db: DbPool,
     pub http: Http,
     pub sessions: Sessions,
+    pub idempotency: Idempotency,
 }
 
 impl App {
@@ -52,11 +54,13 @@ impl App {
             settings.max_body_bytes,
         );
         let sessions = Sessions::new(db.clone(), settings.session);
+        let idempotency = Idempotency::new(db.clone(), idempotency::DEFAULT_TTL);
         App {
             settings,
             db,
             http,
             sessions,
+            idempotency,
         }
     }
 }

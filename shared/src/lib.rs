@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod idempotency;
 pub mod pagination;
 pub mod recordings;
 pub mod storage;

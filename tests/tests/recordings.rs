@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use parley_tests::{Answer, Event, Moto, TestDb, borrow};
 use serde_json::{Value, json};
 use shared::App;
+use shared::idempotency::Idempotency;
 use shared::recordings::Recordings;
 
 struct Ctx {
@@ -674,5 +675,82 @@ async fn a_delete_that_r2_refuses_hides_the_row_and_leaves_it_for_the_sweeper() 
             .unwrap()
             .get(0);
     assert_eq!(rows, 0);
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_same_upload_and_refuses_a_different_body() {
+    let c = ctx(&[]).await;
+    let (user, token) = c.db.session("idem@example.com", 3600).await;
+    let body = json!({"content_type": "audio/wav", "size_bytes": 44});
+    let send = |body: Value, key: &'static str| {
+        Event::new("POST", "/api/recordings/uploads")
+            .header("authorization", &bearer(&token))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(&body.to_string())
+    };
+    let first = c.call("upload", send(body.clone(), "upload-1")).await;
+    assert_eq!(first.status, 201);
+    let again = c.call("upload", send(body.clone(), "upload-1")).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["recording"]["id"], first.body["recording"]["id"]);
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 1, "one recording for two deliveries");
+
+    let other = c
+        .call(
+            "upload",
+            send(
+                json!({"content_type": "audio/wav", "size_bytes": 45}),
+                "upload-1",
+            ),
+        )
+        .await;
+    other.assert_problem(422, "validation-failed");
+    assert_eq!(other.body["errors"][0]["field"], "Idempotency-Key");
+
+    // While the first request with a key is still running, a repeat is 409.
+    let idem = Idempotency::new(c.app.db.clone(), shared::idempotency::DEFAULT_TTL);
+    let scope = format!("recordings-upload:{user}");
+    let _running = idem.claim(&scope, "upload-2", &body, 0).await.unwrap();
+    c.call("upload", send(body.clone(), "upload-2"))
+        .await
+        .assert_problem(409, "conflict");
+
+    // A failed request releases its key: the retry runs for real.
+    let bad = c
+        .call(
+            "upload",
+            send(
+                json!({"content_type": "text/html", "size_bytes": 44}),
+                "upload-3",
+            ),
+        )
+        .await;
+    bad.assert_problem(422, "validation-failed");
+    let fixed = c
+        .call(
+            "upload",
+            send(
+                json!({"content_type": "text/html", "size_bytes": 44}),
+                "upload-3",
+            ),
+        )
+        .await;
+    fixed.assert_problem(422, "validation-failed");
+    assert!(
+        fixed.header("idempotent-replayed").is_none(),
+        "failures are not stored"
+    );
+    c.call("upload", send(body, "bad key with spaces"))
+        .await
+        .assert_problem(400, "malformed-request");
     c.db.drop_db().await;
 }
