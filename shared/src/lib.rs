@@ -11,6 +11,7 @@ pub mod db;
 pub mod http;
 pub mod idempotency;
 pub mod pagination;
+pub mod queue;
 pub mod recordings;
 pub mod storage;
 pub mod telemetry;
