@@ -117,13 +117,14 @@ async fn dev() -> Result {
         .iter()
         .any(|v| non_empty_env(v).is_some() || from_dotenv(v).is_some());
     let mut r2_env: Vec<(&str, String)> = Vec::new();
-    let mut moto = None;
+    // Stopped by `Group`'s Drop when dev returns, after watch (declared later, dropped first).
+    let mut _moto = None;
     if !uses_real_r2 {
         let moto_port = non_empty_env("PARLEY_MOTO_PORT").unwrap_or_else(|| "4510".to_owned());
         let mut cmd = Command::new(bin.join("moto_server"));
         cmd.args(["-H", "127.0.0.1", "-p", &moto_port])
             .stdout(std::process::Stdio::null());
-        moto = Some(tools::Group::spawn(cmd)?);
+        _moto = Some(tools::Group::spawn(cmd)?);
         tools::wait_for_http_ok(
             &format!("127.0.0.1:{moto_port}"),
             "/moto-api/",
@@ -183,9 +184,6 @@ async fn dev() -> Result {
     };
     if let Err(e) = ready {
         watch.stop();
-        if let Some(mut moto) = moto {
-            moto.stop();
-        }
         if let Some(pg) = pg {
             pg.stop();
         }
@@ -200,9 +198,6 @@ async fn dev() -> Result {
         status = watch.wait() => println!("cargo lambda watch exited: {status}"),
     }
     watch.stop();
-    if let Some(mut moto) = moto {
-        moto.stop();
-    }
     if let Some(pg) = pg {
         pg.stop();
     }
