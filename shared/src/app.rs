@@ -1,14 +1,19 @@
 //! What every function builds once per cold start: settings, logging, the pool and the HTTP policy.
 
+use crate::assemblyai::AssemblyAi;
 use crate::auth::Sessions;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, DbPool};
+use crate::elevenlabs::ElevenLabs;
 use crate::http::{Cors, Http};
 use crate::idempotency::{self, Idempotency};
 use crate::pagination::Cursors;
+use crate::queue::JobQueue;
 use crate::recordings::Recordings;
 use crate::storage::Storage;
 use crate::telemetry;
+use crate::transcriptions::{TranscriptionWorker, Transcriptions};
+use crate::tts::jobs::{TtsJobs, TtsWorker};
 
 /// Shared state for one execution environment.
 #[derive(Debug, Clone)]
@@ -43,6 +48,84 @@ impl App {
             storage,
             cursors,
             self.settings.recording_max_bytes,
+        ))
+    }
+
+    /// The API side of transcriptions: needs the queue it sends jobs to.
+    pub fn transcriptions(&self, sqs: aws_sdk_sqs::Client) -> Result<Transcriptions, ConfigError> {
+        let queue = JobQueue::new(sqs, self.settings.require_transcription_queue()?);
+        let cursors = Cursors::new(&self.settings.auth_secret, "transcriptions");
+        Ok(Transcriptions::new(self.db.clone(), queue, cursors))
+    }
+
+    /// The AssemblyAI client; init fails without a key.
+    pub fn assemblyai(&self) -> Result<AssemblyAi, ConfigError> {
+        let settings = self.settings.require_assemblyai()?;
+        let http = crate::vendor::http_client(self.settings.vendors.timeout);
+        Ok(AssemblyAi::new(settings, &self.settings.vendors, http))
+    }
+
+    /// Everything the transcription worker and reconciler need, checked at init.
+    pub fn transcription_worker(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<TranscriptionWorker, ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |r: Result<(), ConfigError>| {
+            if let Err(e) = r {
+                problems.extend(e.problems);
+            }
+        };
+        check(self.settings.require_storage().map(drop));
+        check(self.settings.require_assemblyai().map(drop));
+        check(self.settings.require_backend_url().map(drop));
+        check(self.settings.require_transcription_queue().map(drop));
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(TranscriptionWorker::new(
+            self.db.clone(),
+            Storage::new(self.settings.require_storage()?),
+            self.assemblyai()?,
+            self.idempotency.clone(),
+            JobQueue::new(sqs, self.settings.require_transcription_queue()?),
+            self.settings.require_backend_url()?.to_owned(),
+            self.settings.transcription,
+            self.settings.queues.max_receive_count,
+        ))
+    }
+
+    /// The API side of speech jobs: R2 for the audio links, and the queue.
+    pub fn tts_jobs(&self, sqs: aws_sdk_sqs::Client) -> Result<TtsJobs, ConfigError> {
+        let storage = Storage::new(self.settings.require_storage()?);
+        let queue = JobQueue::new(sqs, self.settings.require_tts_queue()?);
+        Ok(TtsJobs::new(self.db.clone(), storage, queue))
+    }
+
+    /// Everything the speech worker and its reconciler need, checked at init.
+    pub fn tts_worker(&self, sqs: aws_sdk_sqs::Client) -> Result<TtsWorker, ConfigError> {
+        let mut problems = Vec::new();
+        for r in [
+            self.settings.require_storage().map(drop),
+            self.settings.require_elevenlabs().map(drop),
+            self.settings.require_tts_queue().map(drop),
+        ] {
+            if let Err(e) = r {
+                problems.extend(e.problems);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let elevenlabs = self.settings.require_elevenlabs()?;
+        let http = crate::vendor::http_client(elevenlabs.timeout);
+        Ok(TtsWorker::new(
+            self.db.clone(),
+            Storage::new(self.settings.require_storage()?),
+            ElevenLabs::new(elevenlabs, http),
+            self.idempotency.clone(),
+            JobQueue::new(sqs, self.settings.require_tts_queue()?),
+            self.settings.queues.max_receive_count,
         ))
     }
 

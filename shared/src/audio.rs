@@ -88,6 +88,61 @@ pub fn silent_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
     out
 }
 
+/// A WAV file of a quiet 440 Hz tone: audible proof that audio came back (the sandbox's speech).
+pub fn tone_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
+    let mut out = silent_wav(seconds, sample_rate);
+    out.truncate(44);
+    out.extend_from_slice(&tone_pcm(seconds, sample_rate));
+    out
+}
+
+/// 16-bit little-endian mono samples of the same tone.
+pub fn tone_pcm(seconds: f64, sample_rate: u32) -> Vec<u8> {
+    let samples = (seconds * sample_rate as f64).round() as u32;
+    let mut out = Vec::with_capacity(samples as usize * 2);
+    for i in 0..samples {
+        let t = i as f64 / sample_rate as f64;
+        let v = (t * 440.0 * std::f64::consts::TAU).sin() * 3000.0;
+        out.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    out
+}
+
+/// A valid MPEG Layer III stream of silent mono frames at `kbps` and `sample_rate`; `None` for a
+/// combination MPEG does not define. Zeroed side information decodes as silence in every decoder.
+pub fn silent_mp3(seconds: f64, sample_rate: u32, kbps: u32) -> Option<Vec<u8>> {
+    const MPEG1: [u32; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
+    const MPEG2: [u32; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+    let (mpeg1, rate_index) = match sample_rate {
+        44_100 => (true, 0u8),
+        48_000 => (true, 1),
+        32_000 => (true, 2),
+        22_050 => (false, 0),
+        24_000 => (false, 1),
+        16_000 => (false, 2),
+        _ => return None,
+    };
+    let table = if mpeg1 { &MPEG1 } else { &MPEG2 };
+    let bitrate_index = table.iter().position(|&b| b == kbps && b != 0)? as u8;
+    let (samples_per_frame, coefficient) = if mpeg1 { (1152, 144) } else { (576, 72) };
+    let frame_len = (coefficient * kbps * 1000 / sample_rate) as usize;
+    let frames = ((seconds * sample_rate as f64) / samples_per_frame as f64).ceil() as usize;
+    let header = [
+        0xFF,
+        if mpeg1 { 0xFB } else { 0xF3 },
+        (bitrate_index << 4) | (rate_index << 2),
+        0xC0, // mono
+    ];
+    let mut out = Vec::with_capacity(frames.max(1) * frame_len);
+    for _ in 0..frames.max(1) {
+        out.extend_from_slice(&header);
+        out.resize(out.len() + frame_len - header.len(), 0);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +174,24 @@ mod tests {
                 assert!(!matches(ext, lie), "{ext} accepted {lie:?}");
             }
         }
+    }
+
+    #[test]
+    fn generated_audio_is_what_it_claims() {
+        let wav = tone_wav(1.0, 16_000);
+        assert!(matches("wav", &wav));
+        assert_eq!(duration_seconds("wav", &wav), Some(1.0));
+        assert!(wav[44..].iter().any(|&b| b != 0), "a tone, not silence");
+        let mp3 = silent_mp3(1.0, 44_100, 128).unwrap();
+        assert!(matches("mp3", &mp3));
+        // 39 frames of 1152 samples cover a second; each frame is 417 bytes at 128 kbit/s.
+        assert_eq!(mp3.len(), 39 * 417);
+        assert_eq!(&mp3[417..421], &[0xFF, 0xFB, 0x90, 0xC0]);
+        assert_eq!(
+            &silent_mp3(1.0, 22_050, 32).unwrap()[..4],
+            &[0xFF, 0xF3, 0x40, 0xC0]
+        );
+        assert!(silent_mp3(1.0, 44_100, 33).is_none());
     }
 
     #[test]

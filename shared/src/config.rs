@@ -63,6 +63,76 @@ pub struct Settings {
     pub recording_max_bytes: u64,
     /// Keys the HMAC that makes pagination cursors tamper-proof (Auth.js's `AUTH_SECRET`).
     pub auth_secret: SecretString,
+    /// Public base URL of this API (`BACKEND_URL`), for vendor callbacks; required by the workers.
+    pub backend_url: Option<String>,
+    pub queues: QueueSettings,
+    pub vendors: VendorSettings,
+    pub transcription: TranscriptionSettings,
+}
+
+/// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSettings {
+    pub transcriptions: Option<String>,
+    pub tts: Option<String>,
+    /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
+    pub max_receive_count: u32,
+}
+
+/// Vendor endpoints and keys. A key is `None` when unset; deployed stages refuse a missing key only
+/// in the functions that call that vendor (see [`Settings::require_assemblyai`]).
+#[derive(Debug, Clone)]
+pub struct VendorSettings {
+    /// Per-attempt timeout of every vendor call.
+    pub timeout: Duration,
+    pub assemblyai: AssemblyAiSettings,
+    pub elevenlabs: ElevenLabsSettings,
+}
+
+#[derive(Clone)]
+pub struct ElevenLabsSettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+    /// Per-attempt timeout of a synthesis (long texts take a while to speak).
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ElevenLabsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElevenLabsSettings")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct AssemblyAiSettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+    pub streaming_base_url: String,
+}
+
+impl fmt::Debug for AssemblyAiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssemblyAiSettings")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("base_url", &self.base_url)
+            .field("streaming_base_url", &self.streaming_base_url)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TranscriptionSettings {
+    /// How long AssemblyAI may read the recording through its presigned URL (it may queue the job).
+    pub audio_url_ttl: Duration,
+    /// A job `processing` this long without a callback is polled by the reconciler.
+    pub reconcile_after: Duration,
+    /// A submission whose outcome is unknown (the worker died mid-call) and that no callback has
+    /// claimed within this window is marked `failed` rather than sent twice.
+    pub unconfirmed_after: Duration,
 }
 
 #[derive(Clone)]
@@ -173,6 +243,8 @@ pub const SECRET_VARIABLES: &[&str] = &[
     "NEON_PG_CONN",
     "R2_SECRET_ACCESS_KEY",
     "AUTH_SECRET",
+    "ASSEMBLYAI_API_KEY",
+    "ELEVENLABS_API_KEY",
 ];
 
 const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
@@ -255,6 +327,61 @@ impl Settings {
             R2_MAX_PUT_BYTES,
         );
         let auth_secret = r.auth_secret(stage);
+        let backend_url = r.base_url("BACKEND_URL", None, stage);
+        let queues = QueueSettings {
+            transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
+            tts: r.queue_url("TTS_QUEUE_URL"),
+            max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
+        };
+        let vendors = VendorSettings {
+            timeout: Duration::from_millis(r.bounded("VENDOR_TIMEOUT_MS", 8_000u64, 500, 60_000)),
+            assemblyai: AssemblyAiSettings {
+                api_key: r.get("ASSEMBLYAI_API_KEY").map(SecretString::from),
+                base_url: r
+                    .base_url("ASSEMBLYAI_BASE_URL", Some(ASSEMBLYAI_BASE_URL), stage)
+                    .unwrap_or_default(),
+                streaming_base_url: r
+                    .base_url(
+                        "ASSEMBLYAI_STREAMING_BASE_URL",
+                        Some(ASSEMBLYAI_STREAMING_BASE_URL),
+                        stage,
+                    )
+                    .unwrap_or_default(),
+            },
+            elevenlabs: ElevenLabsSettings {
+                api_key: r.get("ELEVENLABS_API_KEY").map(SecretString::from),
+                base_url: r
+                    .base_url("ELEVENLABS_BASE_URL", Some(ELEVENLABS_BASE_URL), stage)
+                    .unwrap_or_default(),
+                timeout: Duration::from_millis(r.bounded(
+                    "ELEVENLABS_TIMEOUT_MS",
+                    60_000u64,
+                    1_000,
+                    300_000,
+                )),
+            },
+        };
+        let transcription = TranscriptionSettings {
+            // S3/R2 presigned URLs live at most 7 days.
+            audio_url_ttl: Duration::from_secs(r.bounded(
+                "ASSEMBLYAI_AUDIO_URL_TTL_SECONDS",
+                24 * 3600u64,
+                900,
+                7 * 24 * 3600,
+            )),
+            reconcile_after: Duration::from_secs(r.bounded(
+                "TRANSCRIPTION_RECONCILE_AFTER_SECONDS",
+                600u64,
+                30,
+                24 * 3600,
+            )),
+            unconfirmed_after: Duration::from_secs(r.bounded(
+                "TRANSCRIPTION_UNCONFIRMED_AFTER_SECONDS",
+                6 * 3600u64,
+                60,
+                7 * 24 * 3600,
+            )),
+        };
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -279,7 +406,62 @@ impl Settings {
             storage,
             recording_max_bytes,
             auth_secret,
+            backend_url,
+            queues,
+            vendors,
+            transcription,
         })
+    }
+
+    /// AssemblyAI's key. Outside the local stage a missing key fails init; locally `cargo xtask dev`
+    /// points the base URLs at the bundled sandbox, which accepts any key.
+    pub fn require_assemblyai(&self) -> Result<&AssemblyAiSettings, ConfigError> {
+        let settings = &self.vendors.assemblyai;
+        if settings.api_key.is_none() {
+            return Err(single(
+                "ASSEMBLYAI_API_KEY",
+                "this function calls AssemblyAI and needs its API key",
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// ElevenLabs' key; like AssemblyAI's, missing means init fails (the sandbox takes any key).
+    pub fn require_elevenlabs(&self) -> Result<&ElevenLabsSettings, ConfigError> {
+        let settings = &self.vendors.elevenlabs;
+        if settings.api_key.is_none() {
+            return Err(single(
+                "ELEVENLABS_API_KEY",
+                "this function calls ElevenLabs and needs its API key",
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// The public URL vendors call back, without a trailing slash.
+    pub fn require_backend_url(&self) -> Result<&str, ConfigError> {
+        self.backend_url.as_deref().ok_or_else(|| {
+            single(
+                "BACKEND_URL",
+                "this function gives vendors a callback URL and needs the API's public base URL",
+            )
+        })
+    }
+
+    pub fn require_transcription_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.transcriptions.as_deref().ok_or_else(|| {
+            single(
+                "TRANSCRIPTION_QUEUE_URL",
+                "this function sends transcription jobs",
+            )
+        })
+    }
+
+    pub fn require_tts_queue(&self) -> Result<&str, ConfigError> {
+        self.queues
+            .tts
+            .as_deref()
+            .ok_or_else(|| single("TTS_QUEUE_URL", "this function sends speech jobs"))
     }
 
     /// The R2 settings, or an init error naming what is missing.
@@ -292,6 +474,19 @@ impl Settings {
         })
     }
 }
+
+fn single(variable: &'static str, message: &str) -> ConfigError {
+    ConfigError {
+        problems: vec![Problem {
+            variable,
+            message: message.to_owned(),
+        }],
+    }
+}
+
+pub const ASSEMBLYAI_BASE_URL: &str = "https://api.assemblyai.com";
+pub const ASSEMBLYAI_STREAMING_BASE_URL: &str = "https://streaming.assemblyai.com";
+pub const ELEVENLABS_BASE_URL: &str = "https://api.elevenlabs.io";
 
 /// Fills unset (or empty) variables from the secret's keys; an explicitly set variable wins.
 fn merge_secret(vars: &mut HashMap<String, String>, secret: HashMap<String, String>) {
@@ -436,6 +631,51 @@ impl Reader<'_> {
             access_key_id: key_id?,
             secret_access_key: SecretString::from(secret?),
         })
+    }
+
+    /// An http(s) base URL without query or fragment, trailing slash removed. Deployed stages insist
+    /// on https, so a key is never sent in clear and callbacks never arrive unencrypted.
+    fn base_url(
+        &mut self,
+        name: &'static str,
+        default: Option<&str>,
+        stage: Stage,
+    ) -> Option<String> {
+        let raw = self.get(name).or_else(|| default.map(str::to_owned))?;
+        let https = raw.starts_with("https://");
+        let rest = raw
+            .strip_prefix("https://")
+            .or_else(|| raw.strip_prefix("http://"));
+        let ok = rest.is_some_and(|r| {
+            let host = r.split('/').next().unwrap_or("");
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+                && !r.contains(['?', '#', ' '])
+        });
+        if !ok {
+            self.problem(
+                name,
+                format!("must be an http(s) URL without query or fragment; got {raw:?}"),
+            );
+            return None;
+        }
+        if stage.is_deployed() && !https {
+            self.problem(name, "must use https outside the local stage");
+            return None;
+        }
+        Some(raw.trim_end_matches('/').to_owned())
+    }
+
+    fn queue_url(&mut self, name: &'static str) -> Option<String> {
+        let raw = self.get(name)?;
+        if raw.starts_with("https://") || raw.starts_with("http://") {
+            Some(raw)
+        } else {
+            self.problem(name, "must be an SQS queue URL");
+            None
+        }
     }
 
     fn auth_secret(&mut self, stage: Stage) -> SecretString {
@@ -769,5 +1009,75 @@ mod tests {
         assert_eq!(vars["DB_POOL_MAX_SIZE"], "3");
         assert!(secrets::parse_secret_json("[1]").is_err());
         assert!(secrets::parse_secret_json(r#"{"A":{"nested":1}}"#).is_err());
+    }
+
+    const DEPLOYED: &[(&str, &str)] = &[
+        ("DATABASE_URL", URL),
+        ("PARLEY_STAGE", "prod"),
+        ("CORS_ORIGINS", "https://app.example.com"),
+        ("AUTH_SECRET", "0123456789abcdef0123456789abcdef0123"),
+    ];
+
+    #[test]
+    fn vendor_defaults_are_the_documented_hosts() {
+        let s = settings(&[("DATABASE_URL", URL)]).unwrap();
+        assert_eq!(s.vendors.assemblyai.base_url, "https://api.assemblyai.com");
+        assert_eq!(
+            s.vendors.assemblyai.streaming_base_url,
+            "https://streaming.assemblyai.com"
+        );
+        assert_eq!(s.vendors.elevenlabs.base_url, "https://api.elevenlabs.io");
+        assert_eq!(s.queues.max_receive_count, 5);
+        assert_eq!(s.transcription.audio_url_ttl, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn deployed_stages_refuse_plain_http_vendors_and_callbacks() {
+        let mut vars = DEPLOYED.to_vec();
+        vars.extend([
+            ("ASSEMBLYAI_BASE_URL", "http://127.0.0.1:9010"),
+            ("BACKEND_URL", "http://api.example.com"),
+            ("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io/?x=1"),
+        ]);
+        let e = settings(&vars).unwrap_err();
+        let named: Vec<&str> = e.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            named,
+            ["BACKEND_URL", "ASSEMBLYAI_BASE_URL", "ELEVENLABS_BASE_URL"]
+        );
+        // Locally, the sandbox on loopback is fine.
+        let local = settings(&[
+            ("DATABASE_URL", URL),
+            ("ASSEMBLYAI_BASE_URL", "http://127.0.0.1:9010/"),
+        ])
+        .unwrap();
+        assert_eq!(local.vendors.assemblyai.base_url, "http://127.0.0.1:9010");
+    }
+
+    #[test]
+    fn a_missing_key_fails_the_functions_that_need_it_and_keys_never_show() {
+        let s = settings(DEPLOYED).unwrap();
+        let e = s.require_assemblyai().unwrap_err();
+        assert_eq!(e.problems[0].variable, "ASSEMBLYAI_API_KEY");
+        assert_eq!(
+            s.require_elevenlabs().unwrap_err().problems[0].variable,
+            "ELEVENLABS_API_KEY"
+        );
+        assert_eq!(
+            s.require_backend_url().unwrap_err().problems[0].variable,
+            "BACKEND_URL"
+        );
+        let mut vars = DEPLOYED.to_vec();
+        vars.extend([
+            ("ASSEMBLYAI_API_KEY", "aai-very-secret-key"),
+            ("ELEVENLABS_API_KEY", "sk_el_very_secret"),
+        ]);
+        let s = settings(&vars).unwrap();
+        assert!(s.require_assemblyai().is_ok() && s.require_elevenlabs().is_ok());
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("very-secret") && !debug.contains("very_secret"),
+            "{debug}"
+        );
     }
 }

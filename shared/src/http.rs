@@ -53,6 +53,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// A webhook whose shared secret or signature is missing or wrong.
+    #[error("the callback's credentials are missing or wrong")]
+    BadCallbackCredentials,
+    /// A vendor refused a request for a reason that retrying will not fix.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -68,6 +74,16 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<crate::vendor::VendorError> for ApiError {
+    fn from(e: crate::vendor::VendorError) -> Self {
+        if e.is_transient() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::BadGateway(e.to_string())
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -79,6 +95,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadCallbackCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,6 +113,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Validation(_) => "validation-failed",
+            ApiError::BadCallbackCredentials => "invalid-callback-credentials",
+            ApiError::BadGateway(_) => "vendor-error",
             ApiError::Unavailable(_) => "service-unavailable",
             ApiError::Internal(_) => "internal-error",
         }
@@ -110,6 +130,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Payload too large",
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Validation(_) => "Validation failed",
+            ApiError::BadCallbackCredentials => "Invalid callback credentials",
+            ApiError::BadGateway(_) => "Vendor error",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal error",
         }
@@ -123,6 +145,7 @@ impl ApiError {
             ApiError::Validation(_) => "one or more fields are invalid".to_owned(),
             ApiError::Unavailable(_) => "a dependency is unavailable; retry shortly".to_owned(),
             ApiError::Internal(_) => "an unexpected error occurred".to_owned(),
+            ApiError::BadGateway(_) => "an upstream vendor refused the request".to_owned(),
             other => other.to_string(),
         }
     }
@@ -132,6 +155,9 @@ impl ApiError {
         match self {
             ApiError::Internal(cause) => {
                 tracing::error!(request_id, cause = %cause, "internal error")
+            }
+            ApiError::BadGateway(cause) => {
+                tracing::warn!(request_id, cause = %cause, "vendor refused")
             }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(request_id, cause = %cause, "dependency unavailable")

@@ -153,6 +153,23 @@ impl Storage {
         Ok(to_presigned(&request))
     }
 
+    /// A plain GET for a vendor that fetches the object itself (AssemblyAI reads recordings this way).
+    pub async fn presign_read(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<Presigned, StorageError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(classify)?;
+        Ok(to_presigned(&request))
+    }
+
     /// Size and type of an object, or `None` if there is none.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
         match self
@@ -191,6 +208,31 @@ impl Storage {
         let mut bytes = bytes.into_bytes().to_vec();
         bytes.truncate(n as usize);
         Ok(bytes)
+    }
+
+    /// Stores `bytes` under `key` unless an object is already there (`If-None-Match: *`): a
+    /// repeated store of the same job never overwrites. `Ok(false)` means it already existed.
+    pub async fn put_new(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, StorageError> {
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
     }
 
     /// Deletes an object; deleting one that is already gone succeeds.
