@@ -218,7 +218,9 @@ where
             detail: "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
             field: Some("Idempotency-Key".to_owned()),
         })?;
-    let deadline_ms = req.lambda_context_ref().map(|c| c.deadline).unwrap_or(0);
+    let deadline_ms = crate::vendor::effective_deadline(
+        req.lambda_context_ref().map(|c| c.deadline).unwrap_or(0),
+    );
     let lease = match idempotency.claim(scope, key, payload, deadline_ms).await {
         Ok(Claim::Acquired(lease)) => lease,
         Ok(Claim::Completed(stored)) => {

@@ -8,8 +8,93 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_smithy_http_client::tls;
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// Advance transcription `transcription_id`. Sent when it is created, by the AssemblyAI callback
+/// and by the reconciler; the worker decides what to do from the row, so every copy is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TranscriptionJob {
+    pub transcription_id: Uuid,
+    /// The transcript id a callback named: only a hint, checked against AssemblyAI before use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_transcript_id: Option<String>,
+}
+
+/// Synthesize speech job `tts_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TtsJob {
+    pub tts_id: Uuid,
+}
+
+/// One SQS delivery, as the handler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message_id: Option<String>,
+    /// `ApproximateReceiveCount`: 1 on the first delivery.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not enqueue the job: {0}")]
+pub struct SendError(pub String);
+
+/// Sends small JSON job messages to one SQS queue.
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+/// An SQS client from the standard AWS environment (`AWS_REGION`, the Lambda role's credentials,
+/// `AWS_ENDPOINT_URL_SQS` locally), on the same ring-backed rustls as everything else.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(6))
+                .build(),
+        )
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+impl JobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> JobQueue {
+        JobQueue {
+            client,
+            url: url.into(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn send<T: Serialize>(&self, job: &T) -> Result<(), SendError> {
+        let body = serde_json::to_string(job).map_err(|e| SendError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| SendError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+}
 
 /// How a worker runs its batch.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +147,7 @@ pub async fn run_batch<T, F, Fut>(
 ) -> Result<SqsBatchResponse, BatchError>
 where
     T: DeserializeOwned,
-    F: Fn(T) -> Fut,
+    F: Fn(T, Delivery) -> Fut,
     Fut: Future<Output = Result<(), RecordError>>,
 {
     let total = event.records.len();
@@ -71,9 +156,20 @@ where
         .map(|record| async move {
             let id = record.message_id.filter(|id| !id.is_empty());
             // Checked when the record is about to start, not when the batch arrived.
-            if millis_left(deadline_ms) < options.per_record_budget.as_millis() as u64 {
+            let left_ms = millis_left(deadline_ms);
+            if left_ms < options.per_record_budget.as_millis() as u64 {
+                tracing::warn!(message_id = ?id, left_ms, deadline_ms, "too close to the deadline to start; left for redelivery");
                 return (id, Outcome::NotStarted);
             }
+            let receive_count = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let delivery = Delivery {
+                message_id: id.clone(),
+                receive_count,
+            };
             let body = record.body.unwrap_or_default();
             let job = match serde_json::from_str::<T>(&body) {
                 Ok(job) => job,
@@ -82,7 +178,7 @@ where
                     return (id, Outcome::Unparsable);
                 }
             };
-            match handler(job).await {
+            match handler(job, delivery).await {
                 Ok(()) => (id, Outcome::Done),
                 Err(e) => {
                     tracing::warn!(message_id = ?id, error = %e, "record failed; it will be redelivered");
@@ -182,10 +278,11 @@ mod tests {
     #[tokio::test]
     async fn a_clean_batch_reports_no_failures() {
         let ok = r#"{"transcription_id":"t1"}"#;
-        let response =
-            run_batch::<Job, _, _>(event(&[ok, ok, ok]), far(), OPTIONS, |_| async { Ok(()) })
-                .await
-                .unwrap();
+        let response = run_batch::<Job, _, _>(event(&[ok, ok, ok]), far(), OPTIONS, |_, _| async {
+            Ok(())
+        })
+        .await
+        .unwrap();
         assert!(response.batch_item_failures.is_empty());
         let wire = serde_json::to_value(&response).unwrap();
         assert_eq!(wire, serde_json::json!({"batchItemFailures": []}));
@@ -199,15 +296,16 @@ mod tests {
             "not json",
             r#"{"x":1}"#,
         ];
-        let response = run_batch::<Job, _, _>(event(&bodies), far(), OPTIONS, |job| async move {
-            if job.transcription_id == "boom" {
-                Err(RecordError::Failed("vendor 500".into()))
-            } else {
-                Ok(())
-            }
-        })
-        .await
-        .unwrap();
+        let response =
+            run_batch::<Job, _, _>(event(&bodies), far(), OPTIONS, |job, _| async move {
+                if job.transcription_id == "boom" {
+                    Err(RecordError::Failed("vendor 500".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
         assert_eq!(
             ids(&response),
             vec![
@@ -228,7 +326,7 @@ mod tests {
         let started = AtomicUsize::new(0);
         let ok = r#"{"transcription_id":"t"}"#;
         let deadline = far() - 60_000 + 200; // 200 ms left, budget 5 s
-        let response = run_batch::<Job, _, _>(event(&[ok, ok]), deadline, OPTIONS, |_| {
+        let response = run_batch::<Job, _, _>(event(&[ok, ok]), deadline, OPTIONS, |_, _| {
             started.fetch_add(1, Ordering::SeqCst);
             async { Ok(()) }
         })
@@ -243,7 +341,7 @@ mod tests {
             concurrency: 1,
             per_record_budget: Duration::from_secs(5),
         };
-        let response = run_batch::<Job, _, _>(event(&[ok, ok, ok]), deadline, options, |job| {
+        let response = run_batch::<Job, _, _>(event(&[ok, ok, ok]), deadline, options, |job, _| {
             seen.lock().unwrap().push(job.transcription_id);
             async {
                 tokio::time::sleep(Duration::from_millis(400)).await;
@@ -258,10 +356,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_fails_entirely_is_an_error() {
-        let response =
-            run_batch::<Job, _, _>(event(&["{}", "[]"]), far(), OPTIONS, |_| async { Ok(()) })
-                .await;
+        let response = run_batch::<Job, _, _>(event(&["{}", "[]"]), far(), OPTIONS, |_, _| async {
+            Ok(())
+        })
+        .await;
         assert!(matches!(response, Err(BatchError::AllFailed(2))));
+    }
+
+    #[tokio::test]
+    async fn the_receive_count_reaches_the_handler() {
+        let mut e = event(&[r#"{"transcription_id":"t"}"#]);
+        e.records[0]
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "5".into());
+        let seen = Mutex::new(None);
+        run_batch::<Job, _, _>(e, far(), OPTIONS, |_, delivery| {
+            *seen.lock().unwrap() = Some(delivery);
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        let delivery = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(delivery.receive_count, 5);
+        assert_eq!(
+            delivery.message_id.as_deref(),
+            Some("059f36b4-87a3-44ab-83d2-661970000000")
+        );
     }
 
     #[tokio::test]
@@ -273,7 +393,7 @@ mod tests {
             concurrency: 3,
             per_record_budget: Duration::from_millis(1),
         };
-        run_batch::<Job, _, _>(event(&[ok; 10]), far(), options, |_| {
+        run_batch::<Job, _, _>(event(&[ok; 10]), far(), options, |_, _| {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let running = &running;
