@@ -1,0 +1,39 @@
+//! `POST /webhooks/assemblyai?transcription_id=…`: AssemblyAI's "transcript ready" callback.
+//!
+//! Authenticated by the job's secret header (compared in constant time), answered fast, and handed
+//! to the worker through the queue. The body is only a hint. A transient failure answers 503, never
+//! 4xx: AssemblyAI gives up on a callback forever after any 4xx.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde_json::json;
+use shared::App;
+use shared::assemblyai::{Callback, WEBHOOK_AUTH_HEADER};
+use shared::http::{self, ApiError, ApiResult};
+use shared::queue::JobQueue;
+use shared::transcriptions::{self, CallbackError};
+use uuid::Uuid;
+
+pub const FUNCTION: &str = "assemblyai-webhook";
+
+pub async fn handle(app: &App, queue: &JobQueue, req: Request) -> ApiResult {
+    let id = http::query_param(&req, "transcription_id")
+        .and_then(|v| Uuid::parse_str(&v).ok())
+        .ok_or(ApiError::BadCallbackCredentials)?;
+    let secret = req
+        .headers()
+        .get(WEBHOOK_AUTH_HEADER)
+        .ok_or(ApiError::BadCallbackCredentials)?;
+    let hint = serde_json::from_slice::<Callback>(req.body().as_ref())
+        .ok()
+        .and_then(|c| c.transcript_id);
+    match transcriptions::accept_callback(&app.db, queue, id, secret.as_bytes(), hint).await {
+        Ok(outcome) => {
+            tracing::info!(transcription_id = %id, ?outcome, "callback accepted");
+            http::json(StatusCode::OK, &json!({ "received": true }))
+        }
+        Err(CallbackError::Forged) => Err(ApiError::BadCallbackCredentials),
+        Err(CallbackError::Db(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(CallbackError::Queue(e)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}

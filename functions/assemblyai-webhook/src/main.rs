@@ -1,0 +1,15 @@
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let app = shared::App::init(assemblyai_webhook::FUNCTION).await?;
+    let queue = shared::queue::JobQueue::new(
+        shared::queue::sqs_client().await,
+        app.settings.require_transcription_queue()?,
+    );
+    run(service_fn(|req| {
+        app.http
+            .serve(req, |req| assemblyai_webhook::handle(&app, &queue, req))
+    }))
+    .await
+}

@@ -1,0 +1,43 @@
+//! `POST /api/transcription/realtime-token`: a one-time AssemblyAI streaming token for the signed-in
+//! user's browser. The API key never leaves Parley.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Request, RequestExt};
+use serde::Deserialize;
+use shared::App;
+use shared::assemblyai::{AssemblyAi, MAX_TOKEN_SECONDS};
+use shared::http::{self, ApiError, ApiResult, FieldError};
+
+pub const FUNCTION: &str = "realtime-token";
+const DEFAULT_SECONDS: u32 = 60;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+}
+
+pub async fn handle(app: &App, assemblyai: &AssemblyAi, req: Request) -> ApiResult {
+    app.sessions.authenticate(req.headers()).await?;
+    let request: TokenRequest = if req.body().as_ref().is_empty() {
+        TokenRequest::default()
+    } else {
+        http::parse_json(&req)?
+    };
+    let seconds = match request.expires_in_seconds {
+        None => DEFAULT_SECONDS,
+        Some(n) if (1..=i64::from(MAX_TOKEN_SECONDS)).contains(&n) => n as u32,
+        Some(_) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "expires_in_seconds",
+                format!("must be an integer from 1 to {MAX_TOKEN_SECONDS}"),
+            )]));
+        }
+    };
+    let deadline_ms = shared::vendor::effective_deadline(
+        req.lambda_context_ref().map(|c| c.deadline).unwrap_or(0),
+    );
+    let token = assemblyai.streaming_token(seconds, deadline_ms).await?;
+    http::json(StatusCode::OK, &token)
+}

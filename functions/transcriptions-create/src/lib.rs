@@ -1,0 +1,31 @@
+//! `POST /api/recordings/{id}/transcriptions`: queues a transcription of a ready recording (202).
+//! Honours `Idempotency-Key`, so a retried request never queues a second paid job.
+
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use serde_json::{Value, json};
+use shared::App;
+use shared::http::{self, ApiResult};
+use shared::idempotency;
+use shared::transcriptions::{TranscriptionRequest, Transcriptions};
+
+pub const FUNCTION: &str = "transcriptions-create";
+
+pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) -> ApiResult {
+    let session = app.sessions.authenticate(req.headers()).await?;
+    let owner = session.user.db_id();
+    let recording_id = http::path_uuid(&req, "id")?;
+    // Every field is optional, so an empty body means "defaults".
+    let (payload, request): (Value, TranscriptionRequest) = if req.body().as_ref().is_empty() {
+        (json!({}), TranscriptionRequest::default())
+    } else {
+        (http::parse_json(&req)?, http::parse_json(&req)?)
+    };
+    let new = request.validate()?;
+    let scope = format!("{FUNCTION}:{owner}:{recording_id}");
+    idempotency::once(&app.idempotency, &scope, &req, &payload, async {
+        let created = transcriptions.create(owner, recording_id, new).await?;
+        http::json(StatusCode::ACCEPTED, &json!({ "transcription": created }))
+    })
+    .await
+}
