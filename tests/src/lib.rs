@@ -399,7 +399,11 @@ pub struct Watch {
 
 impl Watch {
     pub async fn start(env: &[(&str, &str)]) -> Watch {
-        let port = free_port();
+        Watch::start_on(free_port(), env).await
+    }
+
+    /// On a chosen port, for functions that must know their own URL (`BACKEND_URL`).
+    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Watch {
         let cargo_lambda = std::env::var("PARLEY_CARGO_LAMBDA")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join(".venv/bin/cargo-lambda"));
@@ -414,6 +418,10 @@ impl Watch {
                 "lambda",
                 "watch",
                 "--disable-cors",
+                // The invoke deadline functions see; the workers' template timeout, so the batch
+                // runner's deadline guard behaves as deployed.
+                "--timeout",
+                "60",
                 "--ignore-changes",
                 "-A",
                 "127.0.0.1",

@@ -1,6 +1,8 @@
 //! End to end: the real binaries under `cargo lambda watch`, sessions made by the real Auth.js adapter.
 
 use parley_tests::{TestDb, Watch, authjs};
+use std::time::Duration;
+
 use serde_json::Value;
 
 #[tokio::test]
@@ -285,4 +287,271 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     drop(watch);
     drop(moto);
     db.drop_db().await;
+}
+
+/// The local stack as `cargo xtask dev` runs it, with no vendor keys: moto for R2 and SQS, the
+/// sandbox for the vendors, the real binaries under `cargo lambda watch`, and the queue pump.
+struct LocalStack {
+    db: parley_tests::TestDb,
+    watch: Watch,
+    sqs: aws_sdk_sqs::Client,
+    routes: Vec<shared::local::Route>,
+    http: reqwest::Client,
+    _moto: parley_tests::Moto,
+}
+
+impl LocalStack {
+    async fn start() -> LocalStack {
+        let db = parley_tests::TestDb::create().await;
+        let moto = parley_tests::Moto::start().await;
+        let sqs = shared::local::sqs_client(&moto.endpoint);
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let transcriptions = shared::local::ensure_queue(
+            &sqs,
+            &format!("e2e-transcriptions-{suffix}"),
+            "transcription-worker",
+            5,
+            5,
+        )
+        .await
+        .unwrap();
+        let mut tts =
+            shared::local::ensure_queue(&sqs, &format!("e2e-tts-{suffix}"), "tts-worker", 5, 5)
+                .await
+                .unwrap();
+        tts.batch_size = 1;
+        let sandbox =
+            shared::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
+                .await
+                .unwrap();
+        let (keyless, names) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
+        assert_eq!(names, ["AssemblyAI", "ElevenLabs"]);
+        let port = parley_tests::free_port();
+        let mut owned = moto.bucket_env().await;
+        owned.extend(keyless);
+        owned.extend([
+            ("DATABASE_URL", db.url.clone()),
+            ("TRANSCRIPTION_QUEUE_URL", transcriptions.queue_url.clone()),
+            ("TTS_QUEUE_URL", tts.queue_url.clone()),
+            ("AWS_REGION", shared::local::REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "parley-local".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
+            ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
+            ("BACKEND_URL", format!("http://127.0.0.1:{port}")),
+        ]);
+        let watch = Watch::start_on(port, &parley_tests::borrow(&owned)).await;
+        LocalStack {
+            db,
+            watch,
+            sqs,
+            routes: vec![transcriptions, tts],
+            http: reqwest::Client::new(),
+            _moto: moto,
+        }
+    }
+
+    /// Runs the pump until `done` says so (or gives up after three minutes).
+    async fn pump_until<F, Fut>(&self, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let http = shared::vendor::http_client(Duration::from_secs(900));
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while !done().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pipeline did not finish"
+            );
+            for route in &self.routes {
+                shared::local::pump_once(&self.sqs, &http, &self.watch.base, route, 1)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Uploads `bytes` as a WAV recording and completes it; returns its id.
+    async fn ready_recording(&self, cookie: &str, bytes: &[u8]) -> String {
+        let created: Value = self
+            .http
+            .post(self.watch.url("/api/recordings/uploads"))
+            .header("cookie", cookie)
+            .header("origin", "http://localhost:3000")
+            .json(&serde_json::json!({"content_type": "audio/wav", "size_bytes": bytes.len()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let upload = &created["upload"];
+        let mut put = self.http.put(upload["url"].as_str().unwrap());
+        for (name, value) in upload["headers"].as_object().unwrap() {
+            put = put.header(name.as_str(), value.as_str().unwrap());
+        }
+        assert!(
+            put.body(bytes.to_vec())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
+        let id = created["recording"]["id"].as_str().unwrap().to_owned();
+        let done = self
+            .http
+            .post(self.watch.url(&format!("/api/recordings/{id}/complete")))
+            .header("cookie", cookie)
+            .header("origin", "http://localhost:3000")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 200);
+        id
+    }
+}
+
+#[tokio::test]
+async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
+    let stack = LocalStack::start().await;
+    let alice = authjs(
+        &stack.db.url,
+        &["create-session", "--email", "alice-sandbox@example.com"],
+    );
+    let cookie = format!(
+        "authjs.session-token={}",
+        alice["session_token"].as_str().unwrap()
+    );
+    let recording = stack
+        .ready_recording(&cookie, &shared::audio::silent_wav(3.0, 16000))
+        .await;
+
+    let created = stack
+        .http
+        .post(
+            stack
+                .watch
+                .url(&format!("/api/recordings/{recording}/transcriptions")),
+        )
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .header("idempotency-key", "e2e-1")
+        .json(&serde_json::json!({"speaker_labels": true, "speakers_expected": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    let id = created["transcription"]["id"].as_str().unwrap().to_owned();
+    let url = stack.watch.url(&format!("/api/transcriptions/{id}"));
+
+    // Submit, the sandbox's callback to the real webhook, then the fetch: no further action.
+    let last = std::sync::Mutex::new(Value::Null);
+    stack
+        .pump_until(|| async {
+            let got: Value = stack
+                .http
+                .get(&url)
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let finished = got["transcription"]["status"] == "completed"
+                || got["transcription"]["status"] == "failed";
+            *last.lock().unwrap() = got;
+            finished
+        })
+        .await;
+    let got = last.into_inner().unwrap();
+    let t = &got["transcription"];
+    assert_eq!(t["status"], "completed", "{got}");
+    let text = t["text"].as_str().unwrap();
+    assert!(text.contains("sandbox transcript"), "{text}");
+    assert!(text.contains("3.0 seconds"), "{text}");
+    assert_eq!(t["audio_duration_seconds"], 3.0);
+    assert!(!t["words"].as_array().unwrap().is_empty());
+    assert_eq!(t["utterances"][1]["speaker"], "B");
+    assert!(
+        t["words"].as_array().unwrap().last().unwrap()["end"]
+            .as_i64()
+            .unwrap()
+            <= 3000
+    );
+
+    let token: Value = stack
+        .http
+        .post(stack.watch.url("/api/transcription/realtime-token"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .json(&serde_json::json!({"expires_in_seconds": 30}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["expires_in_seconds"], 30);
+    assert!(token["token"].as_str().unwrap().starts_with("sandbox-"));
+}
+
+#[tokio::test]
+async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
+    let stack = LocalStack::start().await;
+    let bob = authjs(
+        &stack.db.url,
+        &["create-session", "--email", "bob-sandbox@example.com"],
+    );
+    let cookie = format!(
+        "authjs.session-token={}",
+        bob["session_token"].as_str().unwrap()
+    );
+    let created = stack
+        .http
+        .post(stack.watch.url("/api/tts"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .json(&serde_json::json!({"text": "Thanks for calling Parley. Please hold.", "voice_id": "21m00Tcm4TlvDq8ikWAM"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    let id = created["tts"]["id"].as_str().unwrap().to_owned();
+    let url = stack.watch.url(&format!("/api/tts/{id}"));
+    let last = std::sync::Mutex::new(Value::Null);
+    stack
+        .pump_until(|| async {
+            let got: Value = stack
+                .http
+                .get(&url)
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let finished = got["tts"]["status"] == "completed" || got["tts"]["status"] == "failed";
+            *last.lock().unwrap() = got;
+            finished
+        })
+        .await;
+    let got = last.into_inner().unwrap();
+    let t = &got["tts"];
+    assert_eq!(t["status"], "completed", "{got}");
+    assert_eq!(t["content_type"], "audio/mpeg");
+    let audio = reqwest::get(t["audio_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(audio.len() as i64, t["size_bytes"].as_i64().unwrap());
+    assert!(shared::audio::matches("mp3", &audio), "a real MP3 stream");
+    // 39 characters at ~14 a second: about 2.8 s of 26 ms frames.
+    assert!(audio.len() > 100 * 417, "{} bytes", audio.len());
 }

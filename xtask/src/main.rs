@@ -23,6 +23,25 @@ usage: cargo xtask <command>
                           create a local user and Auth.js session and print its cookie
 ";
 
+/// Queues the local stack creates: (name, worker function, variable that carries its URL, batch
+/// size), as template.yaml declares them.
+const QUEUES: &[(&str, &str, &str, i32)] = &[
+    (
+        "parley-transcriptions",
+        "transcription-worker",
+        "TRANSCRIPTION_QUEUE_URL",
+        5,
+    ),
+    ("parley-tts", "tts-worker", "TTS_QUEUE_URL", 1),
+];
+
+/// Scheduled functions the pump invokes every minute (EventBridge's job in AWS).
+const SCHEDULED: &[&str] = &[
+    "transcription-reconciler",
+    "tts-reconciler",
+    "recordings-sweeper",
+];
+
 /// The local dev database's name on a shared server.
 const DEV_DATABASE: &str = "parley_dev";
 
@@ -112,27 +131,31 @@ async fn dev() -> Result {
         }
     );
 
-    // moto_server stands in for R2 (S3 API) unless real R2 settings were given.
+    // moto_server is the SQS stand-in, and R2's (S3 API) unless real R2 settings were given.
     let uses_real_r2 = ["R2_ENDPOINT", "R2_ACCOUNT_ID", "R2_BUCKET_NAME"]
         .iter()
         .any(|v| non_empty_env(v).is_some() || from_dotenv(v).is_some());
-    let mut r2_env: Vec<(&str, String)> = Vec::new();
+    let mut local_env: Vec<(&str, String)> = Vec::new();
+    let moto_port = non_empty_env("PARLEY_MOTO_PORT").unwrap_or_else(|| "4510".to_owned());
+    let moto_endpoint = format!("http://127.0.0.1:{moto_port}");
     // Stopped by `Group`'s Drop when dev returns, after watch (declared later, dropped first).
-    let mut _moto = None;
-    if !uses_real_r2 {
-        let moto_port = non_empty_env("PARLEY_MOTO_PORT").unwrap_or_else(|| "4510".to_owned());
+    let _moto = {
         let mut cmd = Command::new(bin.join("moto_server"));
         cmd.args(["-H", "127.0.0.1", "-p", &moto_port])
-            .stdout(std::process::Stdio::null());
-        _moto = Some(tools::Group::spawn(cmd)?);
-        tools::wait_for_http_ok(
-            &format!("127.0.0.1:{moto_port}"),
-            "/moto-api/",
-            Duration::from_secs(60),
-        )
-        .await?;
+            .stdout(std::process::Stdio::null())
+            // Its access log (the pump polls every second) would drown the functions' logs.
+            .stderr(std::process::Stdio::null());
+        tools::Group::spawn(cmd)?
+    };
+    tools::wait_for_http_ok(
+        &format!("127.0.0.1:{moto_port}"),
+        "/moto-api/",
+        Duration::from_secs(60),
+    )
+    .await?;
+    if !uses_real_r2 {
         let storage = shared::config::StorageSettings {
-            endpoint: format!("http://127.0.0.1:{moto_port}"),
+            endpoint: moto_endpoint.clone(),
             bucket: "parley-local".to_owned(),
             access_key_id: "parley-local".to_owned(),
             secret_access_key: "parley-local-secret".to_owned().into(),
@@ -145,15 +168,65 @@ async fn dev() -> Result {
             "R2 stand-in: moto_server on {} (bucket {})",
             storage.endpoint, storage.bucket
         );
-        r2_env = vec![
+        local_env.extend([
             ("R2_ENDPOINT", storage.endpoint),
             ("R2_BUCKET_NAME", storage.bucket),
             ("R2_ACCESS_KEY_ID", storage.access_key_id),
             ("R2_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
-        ];
+        ]);
+    }
+    let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Queues as the template declares them (with DLQs), and the pump that plays the event source.
+    let sqs = shared::local::sqs_client(&moto_endpoint);
+    let mut routes = Vec::new();
+    for (queue, function, variable, batch_size) in QUEUES {
+        let mut route = shared::local::ensure_queue(&sqs, queue, function, 30, 5).await?;
+        route.batch_size = *batch_size;
+        local_env.push((variable, route.queue_url.clone()));
+        routes.push(route);
+    }
+    println!(
+        "SQS stand-in: moto_server on {moto_endpoint} ({} queues + DLQs)",
+        routes.len()
+    );
+    local_env.extend([
+        ("AWS_REGION", shared::local::REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "parley-local".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
+        ("AWS_ENDPOINT_URL_SQS", moto_endpoint.clone()),
+        ("BACKEND_URL", base.clone()),
+        ("QUEUE_MAX_RECEIVE_COUNT", "5".to_owned()),
+    ]);
+
+    // Vendors without a key talk to the bundled sandbox; say so loudly.
+    let sandbox_port: u16 = non_empty_env("PARLEY_SANDBOX_PORT")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9010);
+    let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
+    let (sandbox_env, keyless) = shared::local::sandbox_env(&sandbox_url, |name| {
+        non_empty_env(name).or_else(|| from_dotenv(name))
+    });
+    if !keyless.is_empty() {
+        shared::sandbox::start(
+            ([127, 0, 0, 1], sandbox_port).into(),
+            Duration::from_secs(1),
+        )
+        .await
+        .map_err(|e| format!("sandbox on port {sandbox_port}: {e}"))?;
+        println!(
+            "\n==================== SANDBOX ====================\n\
+             No key for: {}.\n\
+             Those vendors are served by the offline sandbox at {sandbox_url}:\n\
+             transcripts and speech are generated placeholders, not real results.\n\
+             Set the keys (environment or .env) to use the real services.\n\
+             =================================================\n",
+            keyless.join(", "),
+        );
+        local_env.extend(sandbox_env);
     }
 
-    let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
     let mut watch = Command::new(bin.join("cargo-lambda"));
     watch
         .current_dir(&root)
@@ -161,13 +234,17 @@ async fn dev() -> Result {
             "lambda",
             "watch",
             "--disable-cors",
+            // The invoke deadline functions see; the workers' template timeout, so the batch
+            // runner's deadline guard behaves as deployed.
+            "--timeout",
+            "60",
             "-A",
             "127.0.0.1",
             "-P",
             &port,
         ])
         .envs(dotenv.iter().cloned())
-        .envs(r2_env)
+        .envs(local_env)
         .env("DATABASE_URL", &database_url)
         .env(
             "PARLEY_STAGE",
@@ -176,7 +253,6 @@ async fn dev() -> Result {
         .env("PATH", tools::path_with(&bin));
     let mut watch = tools::Group::spawn(watch)?;
 
-    let base = format!("http://127.0.0.1:{port}");
     let addr = format!("127.0.0.1:{port}");
     let ready = tokio::select! {
         r = tools::wait_for_http_ok(&addr, "/health", Duration::from_secs(600)) => r,
@@ -189,8 +265,16 @@ async fn dev() -> Result {
         }
         return Err(format!("the API did not become ready: {e}"));
     }
+    tokio::spawn(shared::local::run(
+        sqs,
+        base.clone(),
+        routes,
+        SCHEDULED.iter().map(|f| f.to_string()).collect(),
+        Duration::from_secs(60),
+    ));
     println!(
         "\nParley is ready on {base}\n  GET  {base}/health\n  GET  {base}/api/me\n  POST {base}/api/auth/sign-out\n  POST {base}/api/recordings/uploads   (and /api/recordings…)\n\
+           POST {base}/api/recordings/{{id}}/transcriptions\n  POST {base}/api/tts\n\
          Make a session with: cargo xtask session you@example.com\nCtrl-C stops everything.\n"
     );
     tokio::select! {
