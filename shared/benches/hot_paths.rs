@@ -11,6 +11,72 @@ use shared::config::StorageSettings;
 use shared::pagination::{Cursors, Position};
 use shared::storage::Storage;
 
+/// The job paths: a callback's secret check and hint parse (budget ≤ 5 µs, like an HMAC verify), an
+/// hour-long transcript's validation, and a 10-record SQS batch through the runner.
+fn jobs(c: &mut Criterion) {
+    use subtle::ConstantTimeEq;
+    let secret = "8Jq3nX0uYw9bZk1VtR4sLm7PaQe2HcGdFo6iNjK5y-_";
+    let presented = secret.to_owned();
+    let body = br#"{"transcript_id":"5552493-16d8-42d8-8feb-c2a16b56f6e8","status":"completed"}"#;
+    c.bench_function("callback_verify_and_parse", |b| {
+        b.iter(|| {
+            let ok: bool = secret
+                .as_bytes()
+                .ct_eq(black_box(presented.as_bytes()))
+                .into();
+            let hint = serde_json::from_slice::<shared::assemblyai::Callback>(black_box(body)).ok();
+            (ok, hint)
+        })
+    });
+
+    // ~150 words a minute for an hour.
+    let words: Vec<serde_json::Value> = (0..9_000)
+        .map(|i| serde_json::json!({"text": "word", "start": i * 400, "end": i * 400 + 350, "confidence": 0.93, "speaker": "A"}))
+        .collect();
+    let transcript = serde_json::json!({
+        "id": "5552493-16d8-42d8-8feb-c2a16b56f6e8", "status": "completed",
+        "text": "word ".repeat(9_000), "words": words, "confidence": 0.93, "audio_duration": 3600.0,
+        "language_code": "en_us"
+    })
+    .to_string();
+    c.bench_function("transcript_parse_and_validate_1h", |b| {
+        b.iter(|| {
+            let t: shared::assemblyai::Transcript =
+                serde_json::from_str(black_box(&transcript)).unwrap();
+            t.validate().unwrap();
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let records: Vec<serde_json::Value> = (0..10)
+        .map(|i| serde_json::json!({
+            "messageId": format!("059f36b4-87a3-44ab-83d2-66197{i:07}"), "receiptHandle": "AQEB",
+            "body": format!("{{\"transcription_id\":\"01934f6e-7a1b-7c3d-9e8f-0a1b2c3d4e{i:02}\"}}"),
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"
+        }))
+        .collect();
+    let event = serde_json::json!({ "Records": records });
+    let options = shared::queue::BatchOptions {
+        concurrency: 5,
+        per_record_budget: Duration::from_millis(1),
+    };
+    c.bench_function("sqs_batch_of_10_through_the_runner", |b| {
+        b.iter(|| {
+            let event = serde_json::from_value(black_box(event.clone())).unwrap();
+            runtime.block_on(shared::queue::run_batch(
+                event,
+                shared::vendor::now_ms() + 60_000,
+                options,
+                |_: shared::queue::TranscriptionJob, _| async { Ok(()) },
+            ))
+        })
+    });
+}
+
 fn presign(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,5 +152,5 @@ fn requests(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, presign, cursors, requests);
+criterion_group!(benches, presign, cursors, requests, jobs);
 criterion_main!(benches);
