@@ -220,8 +220,8 @@ pub fn no_content() -> Response<Body> {
         .expect("static parts are valid")
 }
 
-/// Parses a JSON body into `T`, naming the offending field on failure. Size and content type have
-/// already been checked by [`Http::serve`].
+/// Parses a JSON body into `T`. Text that is not JSON is a 400; JSON with a missing, mistyped or
+/// unknown field is a 422 naming that field. Size and content type were checked by [`Http::serve`].
 pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.is_empty() {
@@ -230,17 +230,43 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             field: None,
         });
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = (path != ".").then_some(path);
-        let detail = match &field {
-            Some(field) => format!("field `{field}`: {inner}"),
-            None => format!("body is not valid JSON for this request: {inner}"),
+        if inner.classify() != serde_json::error::Category::Data {
+            return ApiError::BadRequest {
+                detail: format!("body is not valid JSON: {inner}"),
+                field: None,
+            };
+        }
+        let message = inner.to_string();
+        // serde reports a missing field at its parent's path, so the name comes from the message.
+        let field = match missing_field_name(&message) {
+            Some(name) if path == "." => name.to_owned(),
+            Some(name) => format!("{path}.{name}"),
+            None if path == "." => "body".to_owned(),
+            None => path,
         };
-        ApiError::BadRequest { detail, field }
-    })
+        // serde_json appends " at line L column C", which says nothing to an API client.
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(head, _)| head)
+            .to_owned();
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    })?;
+    // Text after the value would otherwise be ignored silently.
+    de.end().map_err(|e| ApiError::BadRequest {
+        detail: format!("body is not valid JSON: {e}"),
+        field: None,
+    })?;
+    Ok(value)
+}
+
+fn missing_field_name(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
 }
 
 /// A UUID path parameter; anything else is a resource that cannot exist (404, not 400).
@@ -495,24 +521,61 @@ mod tests {
         assert!(!body.to_string().contains("secret"));
     }
 
-    #[test]
-    fn malformed_json_names_the_field() {
+    fn problem_for(body: &str) -> serde_json::Value {
         #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Settings {
+            speed: f64,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
         struct Input {
             size_bytes: u64,
+            settings: Option<Settings>,
         }
-        let req = http::Request::builder()
-            .body(Body::from(r#"{"size_bytes":"big"}"#))
-            .unwrap();
+        let req = http::Request::builder().body(Body::from(body)).unwrap();
         let err = parse_json::<Input>(&req).unwrap_err();
-        match &err {
-            ApiError::BadRequest { field, .. } => assert_eq!(field.as_deref(), Some("size_bytes")),
-            other => panic!("unexpected {other:?}"),
+        serde_json::from_slice(err.to_response("r").body().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn json_with_a_bad_field_is_a_422_naming_the_field() {
+        for (body, field, says) in [
+            (r#"{"size_bytes":"big"}"#, "size_bytes", "invalid type"),
+            (r#"{}"#, "size_bytes", "missing field `size_bytes`"),
+            (
+                r#"{"size_bytes":1,"key":"x"}"#,
+                "key",
+                "unknown field `key`",
+            ),
+            (
+                r#"{"size_bytes":1,"settings":{}}"#,
+                "settings.speed",
+                "missing field `speed`",
+            ),
+            (r#""text""#, "body", "invalid type"),
+        ] {
+            let problem = problem_for(body);
+            assert_eq!(problem["status"], 422, "{body}");
+            assert_eq!(problem["errors"][0]["field"], field, "{body}");
+            let message = problem["errors"][0]["message"].as_str().unwrap();
+            assert!(message.starts_with(says), "{body}: {message}");
+            assert!(!message.contains(" at line "), "{message}");
         }
-        let body: serde_json::Value =
-            serde_json::from_slice(err.to_response("r").body().as_ref()).unwrap();
-        assert_eq!(body["errors"][0]["field"], "size_bytes");
-        assert_eq!(body["status"], 400);
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_a_400() {
+        for body in [
+            r#"{"size_bytes":"#,
+            "size_bytes=1",
+            r#"{"size_bytes":1} trailing"#,
+        ] {
+            let problem = problem_for(body);
+            assert_eq!(problem["status"], 400, "{body}");
+            assert!(problem["errors"].is_null(), "{body}");
+        }
     }
 }

@@ -346,7 +346,7 @@ async fn bad_upload_requests_are_refused_naming_the_field() {
             json!({"content_type": "audio/wav", "size_bytes": "big"}),
         )
         .await;
-    wrong_type.assert_problem(400, "malformed-request");
+    wrong_type.assert_problem(422, "validation-failed");
     assert_eq!(wrong_type.body["errors"][0]["field"], "size_bytes");
     let extra = c
         .upload(
@@ -354,7 +354,18 @@ async fn bad_upload_requests_are_refused_naming_the_field() {
             json!({"content_type": "audio/wav", "size_bytes": 10, "key": "users/1/x"}),
         )
         .await;
-    extra.assert_problem(400, "malformed-request");
+    extra.assert_problem(422, "validation-failed");
+    assert_eq!(extra.body["errors"][0]["field"], "key");
+    let not_json = c
+        .call(
+            "upload",
+            Event::new("POST", "/api/recordings/uploads")
+                .header("authorization", &bearer(&token))
+                .header("content-type", "application/json")
+                .body("size_bytes=10"),
+        )
+        .await;
+    not_json.assert_problem(400, "malformed-request");
     let rows: i64 =
         c.db.client
             .query_one("SELECT count(*) FROM recordings", &[])
