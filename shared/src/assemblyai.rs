@@ -10,8 +10,9 @@ use crate::vendor::{Replay, VendorClient, VendorError, VendorMessage};
 pub const VENDOR: &str = "AssemblyAI";
 /// The header AssemblyAI echoes on its callback; its value is the job's secret.
 pub const WEBHOOK_AUTH_HEADER: &str = "X-Parley-Webhook-Secret";
-/// A transcript of many hours, with words and utterances, stays well under this.
-const TRANSCRIPT_LIMIT: usize = 64 * 1024 * 1024;
+/// Ten hours of speech (~90k words, each in `words` and again in `utterances`) is ~20 MB of JSON;
+/// five records at once in a 512 MB worker must fit with their parsed copies.
+const TRANSCRIPT_LIMIT: usize = 32 * 1024 * 1024;
 pub const MAX_TOKEN_SECONDS: u32 = 600;
 
 /// AssemblyAI's error body: `{"error": "..."}`.

@@ -497,22 +497,34 @@ pub enum Advance {
     HintRejected,
 }
 
-/// A delivery that should be retried (the message is reported as a batch item failure).
+/// A delivery that should be retried (the message is reported as a batch item failure). Its text
+/// may become the job's public `error`, so internal causes are logged where they happen and
+/// summarised here.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Retry(pub String);
 
 impl From<DbError> for Retry {
     fn from(e: DbError) -> Self {
-        Retry(e.to_string())
+        tracing::warn!(error = %e, "database error in a job");
+        Retry(match e {
+            DbError::Unavailable(_) => "the database was unavailable".to_owned(),
+            DbError::Query(_) => "a database query failed".to_owned(),
+        })
     }
 }
 
 impl From<IdempotencyError> for Retry {
     fn from(e: IdempotencyError) -> Self {
-        Retry(e.to_string())
+        match e {
+            IdempotencyError::Store(e) => e.into(),
+            other => Retry(other.to_string()),
+        }
     }
 }
+
+/// Another delivery holds the job's lease and will finish it; never a reason to fail the job.
+const SUBMITTING_ELSEWHERE: &str = "another delivery is submitting this job";
 
 /// The row as the worker needs it.
 struct JobRow {
@@ -524,6 +536,7 @@ struct JobRow {
     speakers_expected: Option<i32>,
     secret: String,
     object_key: String,
+    recording_ready: bool,
 }
 
 /// The worker and the reconciler.
@@ -572,7 +585,10 @@ impl TranscriptionWorker {
         deadline_ms: u64,
     ) -> Result<Advance, Retry> {
         match self.advance(job, deadline_ms).await {
-            Err(Retry(reason)) if delivery.receive_count >= self.max_receive_count => {
+            Err(Retry(reason))
+                if delivery.receive_count >= self.max_receive_count
+                    && reason != SUBMITTING_ELSEWHERE =>
+            {
                 let reason = format!(
                     "gave up after {} attempts: {reason}",
                     delivery.receive_count
@@ -591,7 +607,8 @@ impl TranscriptionWorker {
         let rows = client
             .query_typed(
                 "SELECT t.status, t.vendor_transcript_id, t.submit_started_at IS NOT NULL, t.language_code,
-                        t.speaker_labels, t.speakers_expected, t.webhook_secret, r.object_key
+                        t.speaker_labels, t.speakers_expected, t.webhook_secret, r.object_key,
+                        r.status = 'ready'
                  FROM transcriptions t JOIN recordings r ON r.id = t.recording_id
                  WHERE t.id = $1",
                 &[(&id, Type::UUID)],
@@ -606,6 +623,7 @@ impl TranscriptionWorker {
             speakers_expected: row.get(5),
             secret: row.get(6),
             object_key: row.get(7),
+            recording_ready: row.get(8),
         }))
     }
 
@@ -621,6 +639,12 @@ impl TranscriptionWorker {
             return self.collect(id, vendor_id, deadline_ms).await;
         }
         if !row.submit_started {
+            if !row.recording_ready {
+                // Deleted since the job was queued: its audio must not reach a vendor.
+                let reason = "the recording was deleted before it was transcribed".to_owned();
+                self.fail(id, &reason).await?;
+                return Ok(Advance::Failed { reason });
+            }
             return self.submit(id, &row, deadline_ms).await;
         }
         // A submission started and no id was saved: in flight elsewhere, or its answer was lost.
@@ -671,9 +695,22 @@ impl TranscriptionWorker {
             Ok(Claim::Acquired(lease)) => lease,
             Ok(Claim::Completed(_)) => return Ok(Advance::AlreadyFinal),
             Err(IdempotencyError::AlreadyInProgress) => {
-                return Err(Retry("another delivery is submitting this job".into()));
+                return Err(Retry(SUBMITTING_ELSEWHERE.into()));
             }
             Err(e) => return Err(e.into()),
+        };
+        // Signed before the checkpoint, so a failure here leaves nothing to undo.
+        let audio_url = match self
+            .storage
+            .presign_read(&row.object_key, self.settings.audio_url_ttl)
+            .await
+        {
+            Ok(p) => p.url,
+            Err(e) => {
+                tracing::warn!(transcription_id = %id, error = %e, "could not sign the audio URL");
+                self.idempotency.release(lease).await?;
+                return Err(Retry("could not sign the recording's URL".into()));
+            }
         };
         // The checkpoint: from here on this job is never submitted by anyone else.
         let client = db::client(&self.db).await?;
@@ -692,18 +729,6 @@ impl TranscriptionWorker {
             self.idempotency.release(lease).await?;
             return Ok(Advance::AlreadyFinal);
         }
-        let audio_url = match self
-            .storage
-            .presign_read(&row.object_key, self.settings.audio_url_ttl)
-            .await
-        {
-            Ok(p) => p.url,
-            Err(e) => {
-                self.undo_checkpoint(id).await?;
-                self.idempotency.release(lease).await?;
-                return Err(Retry(e.to_string()));
-            }
-        };
         let request = CreateTranscript {
             audio_url,
             webhook_url: format!(
@@ -734,7 +759,7 @@ impl TranscriptionWorker {
                 })
             }
             Err(e) if e.certainly_not_processed() => {
-                self.undo_checkpoint(id).await?;
+                self.undo_checkpoint_with_retries(id).await?;
                 self.idempotency.release(lease).await?;
                 if e.is_transient() || matches!(e.status(), Some(401 | 403)) {
                     // Throttling, outages and a bad key are not the job's fault: let SQS retry.
@@ -811,9 +836,9 @@ impl TranscriptionWorker {
             TranscriptStatus::Completed => {
                 let utterances =
                     serde_json::to_value(transcript.utterances.as_deref().unwrap_or(&[]))
-                        .map_err(|e| Retry(e.to_string()))?;
+                        .map_err(|e| Retry(format!("could not encode the utterances: {e}")))?;
                 let words = serde_json::to_value(transcript.words.as_deref().unwrap_or(&[]))
-                    .map_err(|e| Retry(e.to_string()))?;
+                    .map_err(|e| Retry(format!("could not encode the words: {e}")))?;
                 let text = transcript.text.clone().unwrap_or_default();
                 client
                     .query_typed(
@@ -894,6 +919,21 @@ impl TranscriptionWorker {
         Ok(())
     }
 
+    /// A checkpoint left behind would make the job wait for a callback that never comes.
+    async fn undo_checkpoint_with_retries(&self, id: Uuid) -> Result<(), Retry> {
+        let mut last = None;
+        for attempt in 0..3u64 {
+            match self.undo_checkpoint(id).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Retry("could not undo the submission checkpoint".into())))
+    }
+
     async fn mark_processing(&self, id: Uuid) -> Result<(), Retry> {
         let client = db::client(&self.db).await?;
         client
@@ -959,7 +999,7 @@ impl TranscriptionWorker {
                 "UPDATE transcriptions
                     SET status = 'failed', updated_at = now(),
                         error = 'the submission to AssemblyAI was interrupted and never confirmed; request a new transcription'
-                  WHERE status = 'processing' AND vendor_transcript_id IS NULL
+                  WHERE status IN ('queued', 'processing') AND vendor_transcript_id IS NULL
                     AND submit_started_at < now() - make_interval(secs => $1)
                  RETURNING id",
                 &[(&self.settings.unconfirmed_after.as_secs_f64(), Type::FLOAT8)],
@@ -1028,6 +1068,17 @@ mod tests {
         serde_json::from_value::<TranscriptionRequest>(v)
             .unwrap()
             .validate()
+    }
+
+    #[test]
+    fn retry_reasons_never_carry_internal_causes() {
+        let cause = "pool timed out connecting to ep-secret-host.neon.tech";
+        let retry = Retry::from(DbError::Unavailable(cause.to_owned()));
+        assert_eq!(retry.0, "the database was unavailable");
+        let retry = Retry::from(IdempotencyError::Store(DbError::Unavailable(
+            cause.to_owned(),
+        )));
+        assert!(!retry.0.contains("neon"), "{}", retry.0);
     }
 
     fn fields(e: ApiError) -> Vec<String> {

@@ -21,8 +21,9 @@ pub enum Replay {
     /// Reads and other requests with no side effect: retried after timeouts too.
     Safe,
     /// Requests that create something billable: retried only when the vendor answered that it did
-    /// not act (429, 5xx) or the connection never opened. A timeout may hide a success, so it is
-    /// returned to the caller, who knows how to find out.
+    /// not act (429, 500, 503, other 5xx from the vendor itself) or the connection never opened. A
+    /// timeout, a 502 or a 504 (a proxy gave up on a vendor that may have finished) may hide a
+    /// success, so it is returned to the caller, who knows how to find out.
     OnlyIfRefused,
 }
 
@@ -93,7 +94,8 @@ impl VendorError {
     /// True when the vendor certainly did not act on the request.
     pub fn certainly_not_processed(&self) -> bool {
         match self {
-            VendorError::Status { .. } | VendorError::Unreachable { .. } => true,
+            VendorError::Status { status, .. } => !may_hide_success(*status),
+            VendorError::Unreachable { .. } => true,
             VendorError::Timeout {
                 maybe_processed, ..
             } => !maybe_processed,
@@ -118,6 +120,11 @@ impl VendorError {
 
 fn is_retryable_status(status: u16) -> bool {
     status == 429 || (500..=599).contains(&status)
+}
+
+/// A gateway's error: the vendor behind it may have acted before the proxy gave up.
+fn may_hide_success(status: u16) -> bool {
+    matches!(status, 502 | 504)
 }
 
 /// A vendor's HTTP client: one per vendor, built once per cold start.
@@ -267,7 +274,10 @@ impl VendorClient {
                 Err(e) => (self.transport_error(&e), None),
             };
             let retryable = match &error {
-                VendorError::Status { status, .. } => is_retryable_status(*status),
+                VendorError::Status { status, .. } => {
+                    is_retryable_status(*status)
+                        && (replay == Replay::Safe || !may_hide_success(*status))
+                }
                 VendorError::Unreachable { .. } => true,
                 VendorError::Timeout { .. } => replay == Replay::Safe,
                 VendorError::InvalidResponse { .. } => false,
@@ -347,6 +357,12 @@ impl VendorClient {
             VendorError::Unreachable {
                 vendor: self.vendor,
                 reason: "connection failed".to_owned(),
+            }
+        } else if e.is_builder() {
+            // Never sent: the request could not even be built.
+            VendorError::Unreachable {
+                vendor: self.vendor,
+                reason: "the request could not be built".to_owned(),
             }
         } else {
             VendorError::Timeout {
@@ -509,6 +525,10 @@ mod tests {
         assert!(!status(400).is_transient());
         assert!(!status(401).is_transient());
         assert!(status(400).certainly_not_processed());
+        assert!(status(500).certainly_not_processed() && status(503).certainly_not_processed());
+        // A gateway gave up on a vendor that may have finished.
+        assert!(status(502).is_transient() && !status(502).certainly_not_processed());
+        assert!(status(504).is_transient() && !status(504).certainly_not_processed());
         let timeout = VendorError::Timeout {
             vendor: "acme",
             maybe_processed: true,

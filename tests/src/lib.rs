@@ -418,10 +418,10 @@ impl Watch {
                 "lambda",
                 "watch",
                 "--disable-cors",
-                // The invoke deadline functions see; the workers' template timeout, so the batch
-                // runner's deadline guard behaves as deployed.
+                // How long watch holds an invoke open: the longest worker's template timeout. (The
+                // deadline header it sends is its own; see shared::vendor::effective_deadline.)
                 "--timeout",
-                "60",
+                "120",
                 "--ignore-changes",
                 "-A",
                 "127.0.0.1",

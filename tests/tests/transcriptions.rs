@@ -988,6 +988,19 @@ async fn idempotency_keys_replay_refuse_mismatches_and_in_progress() {
     )
     .await
     .assert_problem(422, "validation-failed");
+    // The same key and body on another recording is another request, not a new job.
+    let (_, other) = c.user_with_recording("idem-other@example.com").await;
+    c.db.client
+        .execute(
+            r#"UPDATE recordings SET owner_id = (SELECT "userId" FROM sessions WHERE "sessionToken" = $1)
+               WHERE id = $2"#,
+            &[&token, &other],
+        )
+        .await
+        .unwrap();
+    c.create(&token, other, json!({"language_code": "es"}), Some("k-1"))
+        .await
+        .assert_problem(422, "validation-failed");
     // A request still in progress under the key.
     let user: i32 =
         c.db.client
@@ -998,10 +1011,15 @@ async fn idempotency_keys_replay_refuse_mismatches_and_in_progress() {
             .await
             .unwrap()
             .get(0);
-    let scope = format!("transcriptions-create:{user}:{recording}");
+    let scope = format!("transcriptions-create:{user}");
     c.app
         .idempotency
-        .claim(&scope, "k-2", &json!({}), far_deadline())
+        .claim(
+            &scope,
+            "k-2",
+            &json!({"recording_id": recording, "body": {}}),
+            far_deadline(),
+        )
         .await
         .unwrap();
     c.create(&token, recording, json!({}), Some("k-2"))
@@ -1081,9 +1099,11 @@ async fn every_route_answers_its_owner_only() {
         .await;
     bad.assert_problem(422, "validation-failed");
     assert_eq!(bad.body["errors"][0]["field"], "speakers_expected");
-    c.create(&alice, recording, json!({"language": "en"}), None)
-        .await
-        .assert_problem(400, "malformed-request");
+    let unknown = c
+        .create(&alice, recording, json!({"language": "en"}), None)
+        .await;
+    unknown.assert_problem(422, "validation-failed");
+    assert_eq!(unknown.body["errors"][0]["field"], "language");
 }
 
 #[tokio::test]
@@ -1140,4 +1160,179 @@ async fn realtime_tokens_come_from_assemblyai_and_never_carry_the_key() {
     let refused = c.call("token", call(json!({}))).await;
     refused.assert_problem(502, "vendor-error");
     assert!(!refused.body.to_string().contains(KEY));
+    c.vendor.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&c.vendor)
+        .await;
+    c.call("token", call(json!({})))
+        .await
+        .assert_problem(503, "service-unavailable");
+}
+
+#[tokio::test]
+async fn a_gateway_error_on_submission_is_never_resubmitted() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("gateway@example.com").await;
+    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A 502 comes from a proxy that gave up: AssemblyAI behind it may have created the job.
+    Mock::given(method("POST"))
+        .and(path("/v2/transcript"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("Bad Gateway"))
+        .expect(1)
+        .mount(&c.vendor)
+        .await;
+    let job = json!({"transcription_id": id});
+    assert!(c.deliver(&job, 1).await.is_empty());
+    let row = c.row(&id).await;
+    assert_eq!(row.get::<_, &str>(0), "processing");
+    assert!(
+        row.get::<_, bool>(5),
+        "the checkpoint stays: it may have been paid"
+    );
+    assert!(c.deliver(&job, 2).await.is_empty());
+    // It had been created: its callback completes the job.
+    c.mount_get(&id, "tr-behind-gateway", "completed").await;
+    let secret = c.secret(&id).await;
+    let answer = c
+        .webhook(
+            &id,
+            Some(&secret),
+            json!({"transcript_id": "tr-behind-gateway", "status": "completed"}),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    c.drain(far_deadline()).await;
+    assert_eq!(
+        c.get(&token, &id).await.body["transcription"]["status"],
+        "completed"
+    );
+    c.vendor.verify().await;
+}
+
+#[tokio::test]
+async fn a_callback_that_cannot_be_queued_gets_a_503_never_a_4xx() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("outage@example.com").await;
+    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = c.secret(&id).await;
+    let callback = json!({"transcript_id": "tr-1", "status": "completed"});
+    c.sqs
+        .delete_queue()
+        .queue_url(&c.route.queue_url)
+        .send()
+        .await
+        .unwrap();
+    let answer = c.webhook(&id, Some(&secret), callback.clone()).await;
+    answer.assert_problem(503, "service-unavailable");
+    assert_eq!(c.row(&id).await.get::<_, &str>(0), "queued");
+
+    // The database down: still a 503, so AssemblyAI keeps retrying.
+    let down = ctx_with(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/parley")]).await;
+    let answer = down.webhook(&id, Some(&secret), callback).await;
+    answer.assert_problem(503, "service-unavailable");
+}
+
+#[tokio::test]
+async fn a_recording_deleted_before_submission_never_reaches_the_vendor() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("deleted@example.com").await;
+    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Mark-then-delete: the row says deleted while the object may still be in R2.
+    c.db.client
+        .execute(
+            "UPDATE recordings SET status = 'deleted' WHERE id = $1",
+            &[&recording],
+        )
+        .await
+        .unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v2/transcript"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&c.vendor)
+        .await;
+    assert!(
+        c.deliver(&json!({"transcription_id": id}), 1)
+            .await
+            .is_empty()
+    );
+    let row = c.row(&id).await;
+    assert_eq!(row.get::<_, &str>(0), "failed");
+    assert!(row.get::<_, &str>(2).contains("deleted"));
+    c.vendor.verify().await;
+}
+
+#[tokio::test]
+async fn the_last_delivery_leaves_a_job_another_delivery_is_submitting() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("racing@example.com").await;
+    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = c
+        .app
+        .idempotency
+        .claim(
+            "transcription-worker:submit",
+            &id,
+            &json!({"transcription_id": id}),
+            far_deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(held, shared::idempotency::Claim::Acquired(_)));
+    let failed = c.deliver(&json!({"transcription_id": id}), 5).await;
+    assert_eq!(failed.len(), 1, "left for the DLQ");
+    assert_eq!(
+        c.row(&id).await.get::<_, &str>(0),
+        "queued",
+        "the holder may be paying for it right now"
+    );
+}
+
+#[tokio::test]
+async fn the_reconciler_fails_submissions_that_were_never_confirmed() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("abandoned@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ids.push(id);
+    }
+    // One waited for a callback, one died before it could even say so; neither was confirmed.
+    c.db.client
+        .execute(
+            "UPDATE transcriptions SET submit_started_at = now() - interval '2 days',
+                    status = CASE WHEN id = $1::text::uuid THEN 'processing' ELSE 'queued' END
+             WHERE id IN ($1::text::uuid, $2::text::uuid)",
+            &[&ids[0], &ids[1]],
+        )
+        .await
+        .unwrap();
+    let report = c.worker.reconcile(100).await.unwrap();
+    assert_eq!(report.abandoned, 2);
+    for id in &ids {
+        let t = c.get(&token, id).await.body["transcription"].clone();
+        assert_eq!(t["status"], "failed");
+        assert!(t["error"].as_str().unwrap().contains("never confirmed"));
+    }
+    assert_eq!(
+        report.resent, 0,
+        "a job that may have been paid is never resent"
+    );
 }

@@ -234,10 +234,10 @@ async fn dev() -> Result {
             "lambda",
             "watch",
             "--disable-cors",
-            // The invoke deadline functions see; the workers' template timeout, so the batch
-            // runner's deadline guard behaves as deployed.
+            // How long watch holds an invoke open: the longest worker's template timeout. (The
+            // deadline header it sends is its own; see shared::vendor::effective_deadline.)
             "--timeout",
-            "60",
+            "120",
             "-A",
             "127.0.0.1",
             "-P",

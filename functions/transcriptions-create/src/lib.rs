@@ -22,7 +22,9 @@ pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) ->
         (http::parse_json(&req)?, http::parse_json(&req)?)
     };
     let new = request.validate()?;
-    let scope = format!("{FUNCTION}:{owner}:{recording_id}");
+    // The recording is part of the request, not the key's scope: one key on two recordings is a 422.
+    let scope = format!("{FUNCTION}:{owner}");
+    let payload = json!({ "recording_id": recording_id, "body": payload });
     idempotency::once(&app.idempotency, &scope, &req, &payload, async {
         let created = transcriptions.create(owner, recording_id, new).await?;
         http::json(StatusCode::ACCEPTED, &json!({ "transcription": created }))
