@@ -194,7 +194,8 @@ fn sandbox_transcript(bytes: &[u8], request: &Value) -> Value {
     let extension = ["wav", "flac", "mp3", "m4a", "ogg", "webm"]
         .into_iter()
         .find(|e| audio::matches(e, bytes));
-    let exact = extension.and_then(|e| audio::duration_seconds(e, bytes));
+    let exact = extension
+        .and_then(|e| audio::duration_seconds(e, bytes).or_else(|| whole_file_duration(e, bytes)));
     // Without a header duration, assume 128 kbit/s and say so.
     let duration = exact.unwrap_or(bytes.len() as f64 / 16_000.0);
     let text = format!(
@@ -344,12 +345,18 @@ async fn text_to_speech(
     };
     // Roughly 14 characters a second, like unhurried speech, and at least half a second.
     let seconds = (characters as f64 / 14.0).clamp(0.5, 120.0);
-    let Some(audio) = crate::tts::synthetic_audio(spec, seconds) else {
-        return elevenlabs_error(
-            StatusCode::BAD_REQUEST,
-            "sandbox_unsupported_format",
-            "The sandbox cannot produce opus; choose an mp3, wav, pcm, ulaw or alaw format.",
-        );
+    let audio = match spec.codec {
+        crate::tts::Codec::Opus => silent_ogg_opus(seconds),
+        _ => match crate::tts::synthetic_audio(spec, seconds) {
+            Some(audio) => audio,
+            None => {
+                return elevenlabs_error(
+                    StatusCode::BAD_REQUEST,
+                    "sandbox_unsupported_format",
+                    "The sandbox cannot produce this format.",
+                );
+            }
+        },
     };
     (
         StatusCode::OK,
@@ -367,4 +374,202 @@ async fn text_to_speech(
         audio,
     )
         .into_response()
+}
+
+/// Durations the header alone does not state, read from the whole file the sandbox holds anyway.
+fn whole_file_duration(extension: &str, bytes: &[u8]) -> Option<f64> {
+    match extension {
+        "mp3" => mp3_duration(bytes),
+        "ogg" => ogg_duration(bytes),
+        "m4a" => mp4_duration(bytes),
+        _ => None,
+    }
+}
+
+/// Sums MPEG audio Layer III frames (CBR or VBR alike), after any ID3v2 tag.
+fn mp3_duration(bytes: &[u8]) -> Option<f64> {
+    const MPEG1: [u32; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
+    const MPEG2: [u32; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+    let mut at = 0usize;
+    if bytes.len() >= 10 && bytes.starts_with(b"ID3") {
+        // Synchsafe size: 7 bits a byte; a footer adds 10 more.
+        let size = bytes[6..10]
+            .iter()
+            .fold(0usize, |n, b| (n << 7) | usize::from(b & 0x7F));
+        at = 10 + size + if bytes[5] & 0x10 != 0 { 10 } else { 0 };
+    }
+    let mut seconds = 0.0;
+    let mut frames = 0u32;
+    while at + 4 <= bytes.len() {
+        let h = &bytes[at..at + 4];
+        if h[0] != 0xFF || h[1] & 0xE0 != 0xE0 || (h[1] >> 1) & 3 != 1 {
+            break; // not a Layer III frame: the end, or a trailing tag
+        }
+        let version = (h[1] >> 3) & 3; // 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5
+        let rate_index = usize::from((h[2] >> 2) & 3);
+        let bitrate_index = usize::from(h[2] >> 4);
+        if version == 1 || rate_index == 3 || bitrate_index == 0 || bitrate_index == 15 {
+            break;
+        }
+        let base = [44_100u32, 48_000, 32_000][rate_index];
+        let sample_rate = match version {
+            3 => base,
+            2 => base / 2,
+            _ => base / 4,
+        };
+        let (kbps, samples, coefficient) = if version == 3 {
+            (MPEG1[bitrate_index], 1152u32, 144u32)
+        } else {
+            (MPEG2[bitrate_index], 576, 72)
+        };
+        let length =
+            (coefficient * kbps * 1000 / sample_rate) as usize + usize::from((h[2] >> 1) & 1);
+        seconds += f64::from(samples) / f64::from(sample_rate);
+        frames += 1;
+        at += length;
+    }
+    (frames > 0).then_some(seconds)
+}
+
+/// The last page's granule position is the stream's length in samples (48 kHz for Opus, less its
+/// pre-skip; the identification header's rate for Vorbis).
+fn ogg_duration(bytes: &[u8]) -> Option<f64> {
+    let first = bytes.get(28..)?;
+    let (rate, pre_skip) = if first.starts_with(b"OpusHead") && first.len() >= 12 {
+        (
+            48_000u64,
+            u64::from(u16::from_le_bytes([first[10], first[11]])),
+        )
+    } else if first.starts_with(b"\x01vorbis") && first.len() >= 16 {
+        let rate = u32::from_le_bytes([first[12], first[13], first[14], first[15]]);
+        (u64::from(rate), 0)
+    } else {
+        return None;
+    };
+    let last = bytes.windows(4).rposition(|w| w == b"OggS")?;
+    let granule = u64::from_le_bytes(bytes.get(last + 6..last + 14)?.try_into().ok()?);
+    (rate > 0 && granule > pre_skip).then(|| (granule - pre_skip) as f64 / rate as f64)
+}
+
+/// The movie header (`mvhd`) states a duration in its own timescale.
+fn mp4_duration(bytes: &[u8]) -> Option<f64> {
+    let at = bytes.windows(4).position(|w| w == b"mvhd")? + 4;
+    let body = bytes.get(at..)?;
+    let be32 = |b: &[u8]| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let (timescale, duration) = match body.first()? {
+        0 if body.len() >= 20 => (be32(&body[12..16]), be32(&body[16..20])),
+        1 if body.len() >= 32 => (
+            be32(&body[20..24]),
+            u64::from_be_bytes(body[24..32].try_into().ok()?),
+        ),
+        _ => return None,
+    };
+    (timescale > 0).then(|| duration as f64 / timescale as f64)
+}
+
+/// Opus's standard pre-skip (6.5 ms at 48 kHz), which decoders drop from the start.
+const OPUS_PRE_SKIP: u16 = 312;
+/// One 20 ms CELT frame that decodes as silence (TOC 0xF8: fullband, mono, one frame).
+const OPUS_SILENT_FRAME: [u8; 3] = [0xF8, 0xFF, 0xFE];
+
+/// An Ogg Opus stream (RFC 7845) of `seconds` of silence: real Opus with no encoder bundled.
+pub fn silent_ogg_opus(seconds: f64) -> Vec<u8> {
+    use ogg::writing::{PacketWriteEndInfo, PacketWriter};
+    const SERIAL: u32 = 0x5041_524C;
+    let frames = (seconds * 50.0).ceil().max(1.0) as u64;
+    let mut head = b"OpusHead".to_vec();
+    head.push(1); // version
+    head.push(1); // channels
+    head.extend_from_slice(&OPUS_PRE_SKIP.to_le_bytes());
+    head.extend_from_slice(&48_000u32.to_le_bytes()); // the input's rate, for information
+    head.extend_from_slice(&0i16.to_le_bytes()); // output gain
+    head.push(0); // mapping family 0: mono or stereo, no table
+    let vendor = b"parley sandbox";
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+    tags.extend_from_slice(vendor);
+    tags.extend_from_slice(&0u32.to_le_bytes()); // no comments
+    let mut writer = PacketWriter::new(Vec::new());
+    // Writing to a Vec cannot fail; the headers each end their page, as RFC 7845 requires.
+    let mut write = |packet: Vec<u8>, end: PacketWriteEndInfo, granule: u64| {
+        writer
+            .write_packet(packet, SERIAL, end, granule)
+            .expect("writing to memory")
+    };
+    write(head, PacketWriteEndInfo::EndPage, 0);
+    write(tags, PacketWriteEndInfo::EndPage, 0);
+    for i in 1..=frames {
+        let end = if i == frames {
+            PacketWriteEndInfo::EndStream
+        } else if i % 50 == 0 {
+            PacketWriteEndInfo::EndPage
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        write(
+            OPUS_SILENT_FRAME.to_vec(),
+            end,
+            u64::from(OPUS_PRE_SKIP) + i * 960,
+        );
+    }
+    writer.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_come_from_the_whole_file_for_formats_whose_header_lacks_one() {
+        let mp3 = audio::silent_mp3(3.0, 44_100, 128).unwrap();
+        let seconds = whole_file_duration("mp3", &mp3).unwrap();
+        assert!((seconds - 3.0).abs() < 0.03, "{seconds}");
+        let mut tagged = b"ID3\x04\x00\x00\x00\x00\x00\x05hello".to_vec();
+        tagged.extend_from_slice(&audio::silent_mp3(1.0, 16_000, 32).unwrap());
+        let seconds = whole_file_duration("mp3", &tagged).unwrap();
+        assert!((seconds - 1.0).abs() < 0.04, "{seconds}");
+
+        let opus = silent_ogg_opus(4.2);
+        assert_eq!(whole_file_duration("ogg", &opus), Some(4.2));
+
+        // ftyp, then moov > mvhd (version 0): timescale 1000, duration 61 500.
+        let mut m4a = b"\x00\x00\x00\x10ftypM4A \x00\x00\x00\x00".to_vec();
+        m4a.extend_from_slice(b"\x00\x00\x00\x24moov\x00\x00\x00\x1cmvhd\x00\x00\x00\x00");
+        m4a.extend_from_slice(&[0; 8]);
+        m4a.extend_from_slice(&1000u32.to_be_bytes());
+        m4a.extend_from_slice(&61_500u32.to_be_bytes());
+        assert!(audio::matches("m4a", &m4a));
+        assert_eq!(whole_file_duration("m4a", &m4a), Some(61.5));
+
+        assert_eq!(whole_file_duration("mp3", b"\xFF\xFB"), None);
+        assert_eq!(whole_file_duration("ogg", b"OggS"), None);
+        assert_eq!(whole_file_duration("m4a", b"mvhd\x02"), None);
+    }
+
+    #[test]
+    fn silent_opus_is_a_valid_ogg_opus_stream_of_the_asked_length() {
+        let bytes = silent_ogg_opus(2.5);
+        assert!(crate::audio::matches("opus", &bytes));
+        // The reader checks every page's CRC and the packet boundaries.
+        let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(bytes));
+        let head = reader.read_packet_expected().unwrap();
+        assert!(head.data.starts_with(b"OpusHead") && head.data.len() == 19);
+        assert!(head.first_in_stream() && head.last_in_page());
+        let tags = reader.read_packet_expected().unwrap();
+        assert!(tags.data.starts_with(b"OpusTags") && tags.last_in_page());
+        let mut frames = 0u64;
+        let mut last = None;
+        while let Some(packet) = reader.read_packet().unwrap() {
+            assert_eq!(packet.data, OPUS_SILENT_FRAME);
+            frames += 1;
+            last = Some(packet);
+        }
+        let last = last.unwrap();
+        assert_eq!(frames, 125);
+        assert!(last.last_in_stream());
+        let seconds = (last.absgp_page() - u64::from(OPUS_PRE_SKIP)) as f64 / 48_000.0;
+        assert_eq!(seconds, 2.5);
+    }
 }
