@@ -353,11 +353,12 @@ impl Settings {
                 base_url: r
                     .base_url("ELEVENLABS_BASE_URL", Some(ELEVENLABS_BASE_URL), stage)
                     .unwrap_or_default(),
+                // A synthesis starts only with this + 10 s left, inside the worker's 120 s timeout.
                 timeout: Duration::from_millis(r.bounded(
                     "ELEVENLABS_TIMEOUT_MS",
                     60_000u64,
                     1_000,
-                    300_000,
+                    100_000,
                 )),
             },
         };

@@ -2,6 +2,9 @@
 //! ?output_format=…` with `xi-api-key`, a JSON body, and binary audio back. Errors are
 //! `{"detail": {"status", "message"}}`; a 429 says whether the plan's concurrency is full
 //! (`too_many_concurrent_requests`: wait for a slot) or ElevenLabs is overloaded (`system_busy`: back off).
+//!
+//! A synthesis is paid, so an attempt only starts when its whole timeout fits before the deadline:
+//! one cut short by the deadline may have been billed and cannot be repeated.
 
 use std::time::Duration;
 
@@ -10,14 +13,21 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ElevenLabsSettings;
-use crate::tts::{OutputFormat, VoiceSettings, valid_voice_id};
+use crate::tts::{AUDIO_LIMIT, OutputFormat, VoiceSettings, valid_voice_id};
 use crate::vendor::{self, Replay, RetryPolicy, VendorClient, VendorError, VendorMessage};
 
 pub const VENDOR: &str = "ElevenLabs";
-/// Two minutes of 192 kbit/s MP3 is ~3 MB; long texts in PCM 48 kHz can be far larger.
-const AUDIO_LIMIT: usize = 200 * 1024 * 1024;
 /// How long to wait for a concurrency slot before trying again.
 const SLOT_WAIT: Duration = Duration::from_millis(750);
+/// Kept free after an attempt's full timeout, so storing typical audio and recording the outcome
+/// fit before the deadline (a very large upload may not; the next delivery finds it in R2 or not).
+const AFTER_ATTEMPT: Duration = Duration::from_secs(10);
+/// Backoff for refusals that are not a full plan (`system_busy`, 5xx, no connection).
+const BACKOFF: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base_delay: Duration::from_millis(500),
+    max_delay: Duration::from_secs(8),
+};
 
 /// `{"detail": {"status": "...", "message": "..."}}`, or FastAPI's 422 list.
 fn parse_error(body: &[u8]) -> Option<VendorMessage> {
@@ -61,14 +71,60 @@ pub struct Speech {
     pub request_id: Option<String>,
 }
 
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SynthesisError {
+    /// No attempt was made: the deadline was too close for one to finish. Nothing was sent.
+    #[error(
+        "not started: {left_ms} ms were left before the deadline and a synthesis needs \
+         {needed_ms} ms (ELEVENLABS_TIMEOUT_MS plus time to store the audio); nothing was sent to ElevenLabs"
+    )]
+    NotStarted { left_ms: u64, needed_ms: u64 },
+    #[error(transparent)]
+    Vendor(#[from] VendorError),
+}
+
+impl SynthesisError {
+    /// True when ElevenLabs certainly did not act, so nothing was billed.
+    pub fn certainly_not_processed(&self) -> bool {
+        match self {
+            SynthesisError::NotStarted { .. } => true,
+            SynthesisError::Vendor(e) => e.certainly_not_processed(),
+        }
+    }
+
+    /// Worth trying again in a later delivery.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SynthesisError::NotStarted { .. } => true,
+            SynthesisError::Vendor(e) => e.is_transient(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ElevenLabs {
+    /// One attempt per `send`: every retry is decided here, where the deadline rule is kept.
     client: VendorClient,
+    timeout: Duration,
     base_url: String,
 }
 
 #[derive(Deserialize)]
 struct Never {}
+
+/// Whether an attempt may start after waiting `wait`; `None` (no deadline known) always may.
+fn may_start(left: Option<Duration>, wait: Duration, needed: Duration) -> bool {
+    left.is_none_or(|left| left >= wait + needed)
+}
+
+/// Full jitter: uniform in [0, min(max, base * 2^(n-1))].
+fn backoff(refusals: u32) -> Duration {
+    let cap = BACKOFF
+        .base_delay
+        .saturating_mul(1u32 << refusals.saturating_sub(1).min(16))
+        .min(BACKOFF.max_delay);
+    Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64))
+}
 
 impl ElevenLabs {
     pub fn new(settings: &ElevenLabsSettings, http: reqwest::Client) -> ElevenLabs {
@@ -79,39 +135,54 @@ impl ElevenLabs {
         ElevenLabs {
             client: VendorClient::new(VENDOR, http, settings.timeout, key, parse_error)
                 .with_policy(RetryPolicy {
-                    max_attempts: 5,
-                    base_delay: Duration::from_millis(500),
-                    max_delay: Duration::from_secs(8),
+                    max_attempts: 1,
+                    ..BACKOFF
                 }),
+            timeout: settings.timeout,
             base_url: settings.base_url.clone(),
         }
     }
 
-    pub fn with_client(mut self, f: impl FnOnce(VendorClient) -> VendorClient) -> ElevenLabs {
-        self.client = f(self.client);
-        self
+    /// The time an attempt needs before the deadline: its full timeout, then storing the result.
+    pub fn attempt_budget(&self) -> Duration {
+        self.timeout + AFTER_ATTEMPT
     }
 
-    /// Synthesizes `request` in `voice_id`. Paid, so never repeated after a timeout. A full plan
-    /// (`too_many_concurrent_requests`) is waited out until the deadline; `system_busy` and 5xx
-    /// back off exponentially (inside [`VendorClient::send`]).
+    /// Synthesizes `request` in `voice_id`. Paid, so never repeated after a timeout, and no attempt
+    /// (the first, after a slot wait, or a retry) starts unless [`Self::attempt_budget`] is left
+    /// before `deadline_ms`. A full plan (`too_many_concurrent_requests`) is waited out for as long
+    /// as that holds; `system_busy`, 5xx and refused connections back off, at most
+    /// `BACKOFF.max_attempts` times.
     pub async fn synthesize(
         &self,
         voice_id: &str,
         format: OutputFormat,
         request: &SpeechRequest,
         deadline_ms: u64,
-    ) -> Result<Speech, VendorError> {
+    ) -> Result<Speech, SynthesisError> {
         if !valid_voice_id(voice_id) {
             return Err(VendorError::InvalidResponse {
                 vendor: VENDOR,
                 reason: "a voice id with unexpected characters".to_owned(),
-            });
+            }
+            .into());
         }
         let url = format!(
             "{}/v1/text-to-speech/{voice_id}?output_format={}",
             self.base_url, format.name
         );
+        let needed = self.attempt_budget();
+        let left = || {
+            (deadline_ms != 0)
+                .then(|| Duration::from_millis(deadline_ms.saturating_sub(vendor::now_ms())))
+        };
+        if !may_start(left(), Duration::ZERO, needed) {
+            return Err(SynthesisError::NotStarted {
+                left_ms: left().unwrap_or_default().as_millis() as u64,
+                needed_ms: needed.as_millis() as u64,
+            });
+        }
+        let mut refusals = 0u32;
         loop {
             let sent = self
                 .client
@@ -126,55 +197,69 @@ impl ElevenLabs {
                     deadline_ms,
                 )
                 .await;
-            match sent {
-                Ok(response) => {
-                    let header = |name: &str| {
-                        response
-                            .headers()
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned)
-                    };
-                    let content_type = header("content-type");
-                    let request_id = header("request-id");
-                    if content_type
-                        .as_deref()
-                        .is_some_and(|c| c.starts_with("application/json"))
-                    {
-                        // A 200 with JSON is not audio; read it as an error to report it.
-                        let _ = self.client.json::<Never>(response, 64 * 1024).await;
-                        return Err(VendorError::InvalidResponse {
-                            vendor: VENDOR,
-                            reason: "answered JSON instead of audio".to_owned(),
-                        });
-                    }
-                    let audio = self.client.body(response, AUDIO_LIMIT).await?;
-                    if audio.is_empty() {
-                        return Err(VendorError::InvalidResponse {
-                            vendor: VENDOR,
-                            reason: "an empty audio body".to_owned(),
-                        });
-                    }
-                    return Ok(Speech {
-                        audio,
-                        content_type,
-                        request_id,
-                    });
+            let error = match sent {
+                Ok(response) => return self.speech(response).await,
+                Err(e) => e,
+            };
+            let wait = if error.code() == Some("too_many_concurrent_requests") {
+                // Our other jobs hold the plan's slots; one frees when a synthesis ends.
+                tracing::info!(vendor = VENDOR, "plan concurrency full; waiting for a slot");
+                SLOT_WAIT + Duration::from_millis(rand::rng().random_range(0..=500))
+            } else if error.is_transient() && error.certainly_not_processed() {
+                refusals += 1;
+                if refusals >= BACKOFF.max_attempts {
+                    return Err(error.into());
                 }
-                Err(e) if e.code() == Some("too_many_concurrent_requests") => {
-                    // Our other jobs hold the plan's slots; one frees when a synthesis ends.
-                    let wait = SLOT_WAIT + Duration::from_millis(rand::rng().random_range(0..=500));
-                    let left = deadline_ms.saturating_sub(vendor::now_ms());
-                    if deadline_ms != 0 && left < (wait + Duration::from_secs(5)).as_millis() as u64
-                    {
-                        return Err(e);
-                    }
-                    tracing::info!(vendor = VENDOR, "plan concurrency full; waiting for a slot");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => return Err(e),
+                let delay = backoff(refusals);
+                tracing::info!(vendor = VENDOR, refusals, delay_ms = delay.as_millis() as u64, error = %error, "backing off");
+                delay
+            } else {
+                return Err(error.into());
+            };
+            // The refusal proves nothing was sent, so the job can wait for a later delivery.
+            if !may_start(left(), wait, needed) {
+                tracing::warn!(vendor = VENDOR, error = %error, "no time left for another attempt");
+                return Err(error.into());
             }
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    async fn speech(&self, response: reqwest::Response) -> Result<Speech, SynthesisError> {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type");
+        let request_id = header("request-id");
+        if content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json"))
+        {
+            // A 200 with JSON is not audio; read it as an error to report it.
+            let _ = self.client.json::<Never>(response, 64 * 1024).await;
+            return Err(VendorError::InvalidResponse {
+                vendor: VENDOR,
+                reason: "answered JSON instead of audio".to_owned(),
+            }
+            .into());
+        }
+        let audio = self.client.body(response, AUDIO_LIMIT).await?;
+        if audio.is_empty() {
+            return Err(VendorError::InvalidResponse {
+                vendor: VENDOR,
+                reason: "an empty audio body".to_owned(),
+            }
+            .into());
+        }
+        Ok(Speech {
+            audio,
+            content_type,
+            request_id,
+        })
     }
 }
 
@@ -190,5 +275,47 @@ mod tests {
         let v = parse_error(br#"{"detail":[{"loc":["body","text"],"msg":"field required","type":"value_error.missing"}]}"#).unwrap();
         assert_eq!(v.message, "field required");
         assert!(parse_error(b"oops").is_none());
+    }
+
+    #[test]
+    fn an_attempt_starts_only_with_its_whole_budget_left() {
+        let needed = Duration::from_secs(70);
+        assert!(may_start(
+            Some(Duration::from_secs(70)),
+            Duration::ZERO,
+            needed
+        ));
+        assert!(!may_start(
+            Some(Duration::from_secs(69)),
+            Duration::ZERO,
+            needed
+        ));
+        assert!(!may_start(
+            Some(Duration::from_secs(70)),
+            Duration::from_millis(1),
+            needed
+        ));
+        assert!(may_start(None, Duration::from_secs(3600), needed));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for refusals in 1..10 {
+            let cap = (500u64 << (refusals - 1)).min(8_000);
+            assert!(
+                backoff(refusals) <= Duration::from_millis(cap),
+                "{refusals}"
+            );
+        }
+    }
+
+    #[test]
+    fn not_starting_is_transient_and_proves_nothing_was_sent() {
+        let e = SynthesisError::NotStarted {
+            left_ms: 3_000,
+            needed_ms: 70_000,
+        };
+        assert!(e.certainly_not_processed() && e.is_transient());
+        assert!(e.to_string().contains("nothing was sent"), "{e}");
     }
 }

@@ -212,12 +212,20 @@ impl Storage {
 
     /// Stores `bytes` under `key` unless an object is already there (`If-None-Match: *`): a
     /// repeated store of the same job never overwrites. `Ok(false)` means it already existed.
+    /// `Bytes` so a caller's retries share one buffer instead of copying up to 200 MB each.
     pub async fn put_new(
         &self,
         key: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         content_type: &str,
     ) -> Result<bool, StorageError> {
+        // The client's 3 s/7 s limits suit API calls, not large uploads: allow 4 MB/s at worst.
+        let attempt = Duration::from_secs(5 + bytes.len() as u64 / (4 * 1024 * 1024));
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 2)
+            .build();
         let result = self
             .client
             .put_object()
@@ -226,6 +234,8 @@ impl Storage {
             .content_type(content_type)
             .if_none_match("*")
             .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .customize()
+            .config_override(aws_sdk_s3::config::Builder::default().timeout_config(timeouts))
             .send()
             .await;
         match result {

@@ -7,6 +7,12 @@ use crate::http::{ApiError, FieldError};
 
 pub const DEFAULT_MODEL: &str = "eleven_multilingual_v2";
 pub const DEFAULT_OUTPUT_FORMAT: &str = "mp3_44100_128";
+/// The most audio one job stores (and the worker reads from ElevenLabs).
+pub const AUDIO_LIMIT: usize = 200 * 1024 * 1024;
+/// Slow speech runs ~12 characters per second of audio at speed 1.0 (ElevenLabs' `speed` scales it).
+const SLOW_CHARACTERS_PER_SECOND: f64 = 12.0;
+/// Room for a WAV header (44 bytes, more with extra chunks).
+const WAV_HEADER_ALLOWANCE: usize = 1024;
 
 /// Characters per request, by model (ElevenLabs' `max_character_limit_exceeded` rule).
 pub fn character_limit(model_id: &str) -> Option<usize> {
@@ -112,6 +118,29 @@ impl OutputFormat {
         }
     }
 
+    /// Bytes per second of audio for the uncompressed formats (16-bit mono PCM, 8-bit G.711);
+    /// `None` for MP3 and Opus, whose largest bitrate keeps every model's limit far below [`AUDIO_LIMIT`].
+    pub fn bytes_per_second(&self) -> Option<u64> {
+        match self.codec {
+            Codec::Pcm | Codec::Wav => Some(2 * u64::from(self.sample_rate)),
+            Codec::Ulaw | Codec::Alaw => Some(u64::from(self.sample_rate)),
+            Codec::Mp3 | Codec::Opus => None,
+        }
+    }
+
+    /// The most characters whose audio, spoken slowly at `speed`, still fits in [`AUDIO_LIMIT`];
+    /// `None` when the format sets no limit of its own.
+    pub fn character_limit(&self, speed: f64) -> Option<usize> {
+        let rate = self.bytes_per_second()? as f64;
+        let header = if self.codec == Codec::Wav {
+            WAV_HEADER_ALLOWANCE
+        } else {
+            0
+        };
+        let seconds = (AUDIO_LIMIT - header) as f64 / rate;
+        Some((seconds * SLOW_CHARACTERS_PER_SECOND * speed).floor() as usize)
+    }
+
     pub fn extension(&self) -> &'static str {
         match self.codec {
             Codec::Mp3 => "mp3",
@@ -184,27 +213,84 @@ pub fn valid_voice_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// A C0 control character Postgres or a voice cannot take (NUL fails the insert); tab, line feed
+/// and carriage return are ordinary text.
+fn forbidden_control(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Why `text` is too long for the model and the format together, if it is.
+fn text_length_problem(
+    characters: usize,
+    model_id: &str,
+    format: Option<OutputFormat>,
+    speed: f64,
+) -> Option<String> {
+    let model_limit = character_limit(model_id);
+    let format_limit = format.and_then(|f| f.character_limit(speed));
+    match (model_limit, format_limit) {
+        (_, Some(limit)) if characters > limit && model_limit.is_none_or(|m| limit < m) => {
+            let format = format.expect("a format limit comes from a format").name;
+            let at_speed = if speed == 1.0 {
+                String::new()
+            } else {
+                format!(" at voice_settings.speed {speed}")
+            };
+            Some(format!(
+                "has {characters} characters; output_format {format}{at_speed} takes at most {limit}, \
+                 so that its audio stays under {} MB; choose a compressed format (mp3, opus) or a shorter text",
+                AUDIO_LIMIT / (1024 * 1024)
+            ))
+        }
+        (Some(limit), _) if characters > limit => Some(format!(
+            "has {characters} characters; {model_id} takes at most {limit}"
+        )),
+        _ => None,
+    }
+}
+
 impl TtsRequest {
     pub fn validate(self) -> Result<NewTts, ApiError> {
         let mut problems = Vec::new();
         let model_id = self.model_id.unwrap_or_else(|| DEFAULT_MODEL.to_owned());
-        let limit = character_limit(&model_id);
-        if limit.is_none() {
+        if character_limit(&model_id).is_none() {
             problems.push(FieldError::new(
                 "model_id",
                 format!("must be one of {}", MODELS.join(", ")),
             ));
         }
+        let format_name = self
+            .output_format
+            .unwrap_or_else(|| DEFAULT_OUTPUT_FORMAT.to_owned());
+        let output_format = OutputFormat::parse(&format_name);
+        // An out-of-range speed is reported below; the length check uses the nearest valid one.
+        let speed = self
+            .voice_settings
+            .as_ref()
+            .and_then(|v| v.speed)
+            .map_or(1.0, |s| s.clamp(0.7, 1.2));
         let characters = self.text.chars().count();
         if self.text.trim().is_empty() {
             problems.push(FieldError::new("text", "must not be empty"));
-        } else if let Some(limit) = limit
-            && characters > limit
+        } else if let Some((at, c)) = self
+            .text
+            .chars()
+            .enumerate()
+            .find(|(_, c)| forbidden_control(*c))
         {
             problems.push(FieldError::new(
                 "text",
-                format!("has {characters} characters; {model_id} takes at most {limit}"),
+                format!(
+                    "must not contain control characters other than tab, line feed and carriage \
+                     return; found U+{:04X} at character {}",
+                    c as u32,
+                    at + 1
+                ),
             ));
+        } else if let Some(problem) =
+            text_length_problem(characters, &model_id, output_format, speed)
+        {
+            problems.push(FieldError::new("text", problem));
         }
         if !valid_voice_id(&self.voice_id) {
             problems.push(FieldError::new(
@@ -212,10 +298,6 @@ impl TtsRequest {
                 "must be an ElevenLabs voice id (1 to 64 letters and digits)",
             ));
         }
-        let format_name = self
-            .output_format
-            .unwrap_or_else(|| DEFAULT_OUTPUT_FORMAT.to_owned());
-        let output_format = OutputFormat::parse(&format_name);
         if output_format.is_none() {
             problems.push(FieldError::new(
                 "output_format",
@@ -277,6 +359,125 @@ mod tests {
     }
 
     #[test]
+    fn no_accepted_text_can_outgrow_the_audio_limit() {
+        let longest_model = MODELS
+            .iter()
+            .filter_map(|m| character_limit(m))
+            .max()
+            .unwrap();
+        for name in FORMATS {
+            let f = OutputFormat::parse(name).unwrap();
+            for speed in [0.7, 1.0, 1.2] {
+                let characters = f
+                    .character_limit(speed)
+                    .map_or(longest_model, |l| l.min(longest_model));
+                let seconds = characters as f64 / (SLOW_CHARACTERS_PER_SECOND * speed);
+                let rate = f
+                    .bytes_per_second()
+                    .unwrap_or_else(|| u64::from(f.kbps.unwrap()) * 1000 / 8);
+                let header = if f.codec == Codec::Wav {
+                    WAV_HEADER_ALLOWANCE
+                } else {
+                    0
+                };
+                let bytes = seconds * rate as f64 + header as f64;
+                assert!(bytes <= AUDIO_LIMIT as f64, "{name} at {speed}: {bytes}");
+            }
+        }
+        let wav = OutputFormat::parse("wav_44100").unwrap();
+        assert_eq!(wav.character_limit(1.0), Some(28_532));
+        assert_eq!(
+            OutputFormat::parse("pcm_48000")
+                .unwrap()
+                .character_limit(1.0),
+            Some(26_214)
+        );
+        assert_eq!(
+            OutputFormat::parse("pcm_24000")
+                .unwrap()
+                .character_limit(1.0),
+            Some(52_428)
+        );
+        assert!(wav.character_limit(0.7) < wav.character_limit(1.0));
+        assert_eq!(
+            OutputFormat::parse("mp3_44100_192")
+                .unwrap()
+                .character_limit(1.0),
+            None
+        );
+    }
+
+    fn request(text: &str, model: &str, format: &str, speed: Option<f64>) -> TtsRequest {
+        TtsRequest {
+            text: text.to_owned(),
+            voice_id: "21m00Tcm4TlvDq8ikWAM".to_owned(),
+            model_id: Some(model.to_owned()),
+            output_format: Some(format.to_owned()),
+            voice_settings: speed.map(|s| VoiceSettings {
+                speed: Some(s),
+                ..VoiceSettings::default()
+            }),
+        }
+    }
+
+    fn text_problem(r: TtsRequest) -> Option<String> {
+        match r.validate() {
+            Ok(_) => None,
+            Err(ApiError::Validation(problems)) => {
+                let p = problems.into_iter().find(|p| p.field == "text")?;
+                Some(p.message)
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_tighter_of_the_model_and_format_limits_applies() {
+        let turbo = "eleven_turbo_v2_5";
+        let at = |n: usize, format: &str, speed: Option<f64>| {
+            text_problem(request(&"a".repeat(n), turbo, format, speed))
+        };
+        assert_eq!(at(28_532, "wav_44100", None), None);
+        let over = at(28_533, "wav_44100", None).unwrap();
+        assert!(
+            over.contains("wav_44100") && over.contains("28532"),
+            "{over}"
+        );
+        // The model binds where the format's own limit is looser.
+        let model = at(40_001, "pcm_24000", None).unwrap();
+        assert!(
+            model.contains("eleven_turbo_v2_5 takes at most 40000"),
+            "{model}"
+        );
+        assert_eq!(at(40_000, "pcm_24000", None), None);
+        // Slower speech is longer audio.
+        let slow = at(40_000, "pcm_24000", Some(0.7)).unwrap();
+        assert!(
+            slow.contains("speed 0.7") && slow.contains("36700"),
+            "{slow}"
+        );
+        assert_eq!(at(40_000, "mp3_44100_192", Some(0.7)), None);
+    }
+
+    #[test]
+    fn control_characters_other_than_whitespace_are_refused() {
+        let model = "eleven_flash_v2_5";
+        let nul = text_problem(request("Hello\u{0}world", model, "mp3_44100_128", None)).unwrap();
+        assert!(nul.contains("U+0000 at character 6"), "{nul}");
+        assert!(text_problem(request("a\u{1b}[31m", model, "mp3_44100_128", None)).is_some());
+        assert!(text_problem(request("a\u{1f}", model, "mp3_44100_128", None)).is_some());
+        assert_eq!(
+            text_problem(request(
+                "Line one,\r\n\tline two.",
+                model,
+                "mp3_44100_128",
+                None
+            )),
+            None
+        );
+    }
+
+    #[test]
     fn the_sandbox_can_voice_every_format_but_opus() {
         for name in FORMATS {
             let f = OutputFormat::parse(name).unwrap();
@@ -299,7 +500,7 @@ pub mod jobs {
 
     use super::{NewTts, OutputFormat, VoiceSettings};
     use crate::db::{self, DbError, DbPool, Type};
-    use crate::elevenlabs::{ElevenLabs, SpeechRequest};
+    use crate::elevenlabs::{ElevenLabs, SpeechRequest, SynthesisError};
     use crate::http::ApiError;
     use crate::idempotency::{Claim, Idempotency, IdempotencyError};
     use crate::queue::{Delivery, JobQueue, TtsJob};
@@ -307,7 +508,8 @@ pub mod jobs {
     use crate::transcriptions::Retry;
     use crate::vendor::VendorError;
 
-    const SYNTH_SCOPE: &str = "tts-worker:synthesize";
+    /// Idempotency scope of the synthesis lease; the key is the job id, the payload `{"tts_id": id}`.
+    pub const SYNTH_SCOPE: &str = "tts-worker:synthesize";
     const AUDIO_URL_TTL: Duration = Duration::from_secs(3600);
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -341,7 +543,7 @@ pub mod jobs {
         pub output_format: String,
         pub content_type: Option<String>,
         pub size_bytes: Option<i64>,
-        /// A presigned GET, once `completed`.
+        /// A presigned download (`attachment; filename="speech-<id>.<ext>"`), once `completed`.
         pub audio_url: Option<String>,
         #[serde(with = "time::serde::rfc3339::option")]
         pub audio_url_expires_at: Option<OffsetDateTime>,
@@ -447,7 +649,22 @@ pub mod jobs {
             let mut tts = rows.first().map(Tts::from_row).ok_or(ApiError::NotFound)?;
             drop(client);
             if let (Status::Completed, Some(key)) = (tts.status, tts.object_key.as_deref()) {
-                let presigned = self.storage.presign_read(key, AUDIO_URL_TTL).await?;
+                let format = OutputFormat::parse(&tts.output_format);
+                let extension = format.map_or("bin", |f| f.extension());
+                let content_type = tts
+                    .content_type
+                    .as_deref()
+                    .or(format.map(|f| f.content_type()))
+                    .unwrap_or("application/octet-stream");
+                let presigned = self
+                    .storage
+                    .presign_get(
+                        key,
+                        &format!("speech-{}.{extension}", tts.id),
+                        content_type,
+                        AUDIO_URL_TTL,
+                    )
+                    .await?;
                 tts.audio_url = Some(presigned.url);
                 tts.audio_url_expires_at = Some(OffsetDateTime::now_utc() + AUDIO_URL_TTL);
             }
@@ -485,6 +702,31 @@ pub mod jobs {
         Failed { reason: String },
     }
 
+    /// Why a delivery left its job unfinished.
+    enum Pending {
+        /// Another delivery holds the synthesis lease: it finishes the job.
+        Held,
+        Retry(Retry),
+    }
+
+    impl From<Retry> for Pending {
+        fn from(r: Retry) -> Self {
+            Pending::Retry(r)
+        }
+    }
+
+    impl From<DbError> for Pending {
+        fn from(e: DbError) -> Self {
+            Pending::Retry(e.into())
+        }
+    }
+
+    impl From<IdempotencyError> for Pending {
+        fn from(e: IdempotencyError) -> Self {
+            Pending::Retry(e.into())
+        }
+    }
+
     struct JobRow {
         status: Status,
         owner: i32,
@@ -494,6 +736,11 @@ pub mod jobs {
         output_format: String,
         voice_settings: Option<Value>,
         synth_started: bool,
+    }
+
+    /// Where a job's audio lives: fixed, so a later delivery can find audio an earlier one stored.
+    pub fn audio_key(owner: i32, id: Uuid, format: OutputFormat) -> String {
+        format!("users/{owner}/tts/{id}.{}", format.extension())
     }
 
     /// The worker and its reconciler.
@@ -533,7 +780,14 @@ pub mod jobs {
             deadline_ms: u64,
         ) -> Result<Advance, Retry> {
             match self.advance(job.tts_id, deadline_ms).await {
-                Err(Retry(reason)) if delivery.receive_count >= self.max_receive_count => {
+                Ok(advance) => Ok(advance),
+                // Even on the last delivery: failing the job could discard audio being paid for now.
+                Err(Pending::Held) => {
+                    Err(Retry("another delivery is synthesizing this job".into()))
+                }
+                Err(Pending::Retry(Retry(reason)))
+                    if delivery.receive_count >= self.max_receive_count =>
+                {
                     let reason = format!(
                         "gave up after {} attempts: {reason}",
                         delivery.receive_count
@@ -543,7 +797,7 @@ pub mod jobs {
                     }
                     Err(Retry(reason))
                 }
-                other => other,
+                Err(Pending::Retry(retry)) => Err(retry),
             }
         }
 
@@ -569,7 +823,7 @@ pub mod jobs {
             }))
         }
 
-        async fn advance(&self, id: Uuid, deadline_ms: u64) -> Result<Advance, Retry> {
+        async fn advance(&self, id: Uuid, deadline_ms: u64) -> Result<Advance, Pending> {
             let Some(row) = self.load(id).await? else {
                 return Ok(Advance::Gone);
             };
@@ -584,21 +838,34 @@ pub mod jobs {
             {
                 Ok(Claim::Acquired(lease)) => lease,
                 Ok(Claim::Completed(_)) => return Ok(Advance::AlreadyFinal),
-                Err(IdempotencyError::AlreadyInProgress) => {
-                    return Err(Retry("another delivery is synthesizing this job".into()));
-                }
+                Err(IdempotencyError::AlreadyInProgress) => return Err(Pending::Held),
                 Err(e) => return Err(e.into()),
             };
+            let outcome = self.advance_claimed(id, row, deadline_ms).await;
+            // A settled job keeps the record, so no later delivery pays again; a retry frees it for
+            // the next delivery, which finds any stored audio through the checkpoint.
+            let kept = match &outcome {
+                Ok(_) => self.idempotency.complete(lease, &payload).await,
+                Err(_) => self.idempotency.release(lease).await,
+            };
+            if let Err(e) = kept {
+                tracing::warn!(tts_id = %id, error = %e, "could not settle the synthesis record");
+            }
+            Ok(outcome?)
+        }
+
+        /// The job's next step, with the synthesis lease held.
+        async fn advance_claimed(
+            &self,
+            id: Uuid,
+            row: JobRow,
+            deadline_ms: u64,
+        ) -> Result<Advance, Retry> {
+            let format = OutputFormat::parse(&row.output_format)
+                .ok_or_else(|| Retry(format!("unknown output format {}", row.output_format)))?;
+            let key = audio_key(row.owner, id, format);
             if row.synth_started {
-                // A paid call started and no one holds it: its audio is lost with the process that
-                // made it. Calling again could pay twice, so the job ends here with the reason.
-                self.idempotency.release(lease).await?;
-                let reason = "speech synthesis was interrupted after the request reached ElevenLabs; \
-                              it is not repeated, so it is never paid twice; request it again";
-                self.fail(id, reason).await?;
-                return Ok(Advance::Failed {
-                    reason: reason.to_owned(),
-                });
+                return self.resume(id, &key, format).await;
             }
             let client = db::client(&self.db).await?;
             let claimed = client
@@ -611,11 +878,8 @@ pub mod jobs {
                 .map_err(DbError::from)?;
             drop(client);
             if claimed.is_empty() {
-                self.idempotency.release(lease).await?;
                 return Ok(Advance::AlreadyFinal);
             }
-            let format = OutputFormat::parse(&row.output_format)
-                .ok_or_else(|| Retry(format!("unknown output format {}", row.output_format)))?;
             let voice_settings: Option<VoiceSettings> = row
                 .voice_settings
                 .and_then(|v| serde_json::from_value(v).ok());
@@ -630,10 +894,8 @@ pub mod jobs {
                 .await
             {
                 Ok(speech) => {
-                    let key = format!("users/{}/tts/{id}.{}", row.owner, format.extension());
                     let size = speech.audio.len() as i64;
-                    let stored = self.store(&key, speech.audio, format.content_type()).await;
-                    let outcome = match stored {
+                    match self.store(&key, speech.audio, format.content_type()).await {
                         Ok(()) => {
                             self.complete(
                                 id,
@@ -642,23 +904,17 @@ pub mod jobs {
                                 format.content_type(),
                                 speech.request_id.as_deref(),
                             )
-                            .await?;
-                            Advance::Completed { object_key: key }
+                            .await
                         }
                         Err(reason) => {
                             let reason = format!("the audio could not be stored: {reason}");
                             self.fail(id, &reason).await?;
-                            Advance::Failed { reason }
+                            Ok(Advance::Failed { reason })
                         }
-                    };
-                    if let Err(e) = self.idempotency.complete(lease, &payload).await {
-                        tracing::warn!(tts_id = %id, error = %e, "could not complete the synthesis record");
                     }
-                    Ok(outcome)
                 }
                 Err(e) if e.certainly_not_processed() => {
                     self.undo_checkpoint(id).await?;
-                    self.idempotency.release(lease).await?;
                     if e.is_transient() {
                         Err(Retry(e.to_string()))
                     } else {
@@ -668,7 +924,6 @@ pub mod jobs {
                     }
                 }
                 Err(e) => {
-                    self.idempotency.release(lease).await?;
                     let reason = format!(
                         "{e}; the request may have been billed, so it is not repeated; request it again"
                     );
@@ -678,22 +933,58 @@ pub mod jobs {
             }
         }
 
-        /// The audio is paid for: try hard to keep it.
+        /// A synthesis started and no delivery holds it any more. If its audio reached R2 (only
+        /// recording it failed), the job completes from the object; otherwise the audio is lost
+        /// with the process that made it, and calling again could pay twice, so the job ends here.
+        async fn resume(
+            &self,
+            id: Uuid,
+            key: &str,
+            format: OutputFormat,
+        ) -> Result<Advance, Retry> {
+            let stored = self
+                .storage
+                .head(key)
+                .await
+                .map_err(|e| Retry(format!("could not look for stored audio: {e}")))?;
+            if let Some(object) = stored {
+                tracing::info!(tts_id = %id, key, "completing from audio stored by an earlier delivery");
+                let size = i64::try_from(object.size).unwrap_or(i64::MAX);
+                return self
+                    .complete(id, key, size, format.content_type(), None)
+                    .await;
+            }
+            let reason = "speech synthesis was interrupted after the request was sent to ElevenLabs \
+                          and no audio was stored; it is not repeated, so it is never paid twice; \
+                          request it again";
+            self.fail(id, reason).await?;
+            Ok(Advance::Failed {
+                reason: reason.to_owned(),
+            })
+        }
+
+        /// The audio is paid for: try hard to keep it. Every attempt shares the one buffer.
         async fn store(&self, key: &str, audio: Vec<u8>, content_type: &str) -> Result<(), String> {
+            const ATTEMPTS: u64 = 3;
+            let audio = bytes::Bytes::from(audio);
             let mut last = String::new();
-            for attempt in 0..3u64 {
+            for attempt in 1..=ATTEMPTS {
                 match self.storage.put_new(key, audio.clone(), content_type).await {
                     Ok(_) => return Ok(()),
                     Err(e) => {
                         last = e.to_string();
                         tracing::warn!(key, attempt, error = %last, "storing speech failed");
-                        tokio::time::sleep(Duration::from_millis(300 * (attempt + 1))).await;
+                        if attempt < ATTEMPTS {
+                            tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                        }
                     }
                 }
             }
             Err(last)
         }
 
+        /// Records the stored audio. Only a job still `processing` completes; if nothing was
+        /// updated, another outcome was recorded first and this one is not reported.
         async fn complete(
             &self,
             id: Uuid,
@@ -701,13 +992,14 @@ pub mod jobs {
             size: i64,
             content_type: &str,
             request_id: Option<&str>,
-        ) -> Result<(), Retry> {
+        ) -> Result<Advance, Retry> {
             let client = db::client(&self.db).await?;
-            client
+            let updated = client
                 .query_typed(
                     "UPDATE tts_jobs SET status = 'completed', object_key = $2, size_bytes = $3, content_type = $4,
-                            vendor_request_id = $5, text = NULL, error = NULL, updated_at = now(), completed_at = now()
-                     WHERE id = $1 AND status = 'processing'",
+                            vendor_request_id = COALESCE($5, vendor_request_id), text = NULL, error = NULL,
+                            updated_at = now(), completed_at = now()
+                     WHERE id = $1 AND status = 'processing' RETURNING 1",
                     &[
                         (&id, Type::UUID),
                         (&key, Type::TEXT),
@@ -718,7 +1010,13 @@ pub mod jobs {
                 )
                 .await
                 .map_err(DbError::from)?;
-            Ok(())
+            if updated.is_empty() {
+                tracing::warn!(tts_id = %id, key, "the job was no longer processing; its audio is not attached");
+                return Ok(Advance::AlreadyFinal);
+            }
+            Ok(Advance::Completed {
+                object_key: key.to_owned(),
+            })
         }
 
         async fn undo_checkpoint(&self, id: Uuid) -> Result<(), Retry> {
@@ -752,10 +1050,13 @@ pub mod jobs {
             let client = db::client(&self.db).await?;
             let unsent = client
                 .query_typed(
+                    // A job left `processing` for an hour outlived every delivery (Lambda runs at most
+                    // 15 minutes): its message is gone, so a new one lets the worker settle it.
                     "SELECT id FROM tts_jobs
-                     WHERE status = 'queued' AND synth_started_at IS NULL
-                       AND ((message_sent_at IS NULL AND created_at < now() - interval '1 minute')
-                            OR updated_at < now() - interval '1 hour')
+                     WHERE (status = 'queued' AND synth_started_at IS NULL
+                            AND ((message_sent_at IS NULL AND created_at < now() - interval '1 minute')
+                                 OR updated_at < now() - interval '1 hour'))
+                        OR (status = 'processing' AND updated_at < now() - interval '1 hour')
                      ORDER BY updated_at LIMIT $1",
                     &[(&batch, Type::INT8)],
                 )
@@ -771,11 +1072,11 @@ pub mod jobs {
         }
     }
 
-    fn vendor_reason(e: &VendorError) -> String {
+    fn vendor_reason(e: &SynthesisError) -> String {
         match e {
-            VendorError::Status {
+            SynthesisError::Vendor(VendorError::Status {
                 status, message, ..
-            } => format!("ElevenLabs refused the job ({status}): {message}"),
+            }) => format!("ElevenLabs refused the job ({status}): {message}"),
             other => other.to_string(),
         }
     }

@@ -1,4 +1,4 @@
-//! `GET /api/tts/{id}`: a speech job, with a presigned link to its audio once completed.
+//! `GET /api/tts/{id}`: a speech job, with a presigned download link (`speech-<id>.<ext>`) once completed.
 
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
