@@ -273,14 +273,24 @@ impl Storage {
         let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
             .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("auto"))
             .build();
-        self.client
+        let created = self
+            .client
             .create_bucket()
             .bucket(&self.bucket)
             .create_bucket_configuration(location)
             .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // The SDK retried a create whose first answer was lost: the bucket is ours already.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(e)),
+        }
     }
 }
 
