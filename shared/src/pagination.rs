@@ -8,6 +8,8 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::http::{ApiError, FieldError};
+
 type HmacSha256 = Hmac<Sha256>;
 const TAG_LEN: usize = 16;
 const BODY_LEN: usize = 8 + 16;
@@ -63,6 +65,42 @@ impl Cursors {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
+    /// Where a listing continues, as the `(created_at, id)` a keyset query binds: both `None` on
+    /// the first page, and a 422 on `cursor` for anything this API did not issue to `owner`.
+    pub fn after(
+        &self,
+        owner: i32,
+        cursor: Option<&str>,
+    ) -> Result<(Option<OffsetDateTime>, Option<Uuid>), ApiError> {
+        let Some(cursor) = cursor else {
+            return Ok((None, None));
+        };
+        let position = self.decode(owner, cursor).ok_or_else(|| {
+            ApiError::Validation(vec![FieldError::new(
+                "cursor",
+                "is not a cursor this API issued to you",
+            )])
+        })?;
+        Ok((Some(position.created_at), Some(position.id)))
+    }
+
+    /// Trims rows fetched with `LIMIT limit + 1` to `limit`, with the cursor after the last one
+    /// when the extra row shows that more remain.
+    pub fn page<T>(
+        &self,
+        owner: i32,
+        mut items: Vec<T>,
+        limit: i64,
+        position: impl Fn(&T) -> Position,
+    ) -> (Vec<T>, Option<String>) {
+        if items.len() as i64 <= limit {
+            return (items, None);
+        }
+        items.truncate(limit as usize);
+        let next = items.last().map(|last| self.encode(owner, position(last)));
+        (items, next)
+    }
+
     /// `None` for anything not issued by [`Cursors::encode`] to this owner.
     pub fn decode(&self, owner: i32, cursor: &str) -> Option<Position> {
         if cursor.len() > 64 {
@@ -110,6 +148,30 @@ mod tests {
             "transcriptions",
         );
         assert_eq!(other.decode(7, &c), None);
+    }
+
+    #[test]
+    fn pages_trim_the_probe_row_and_continue_after_the_last_item() {
+        let c = cursors();
+        let at = |n: i64| Position {
+            created_at: OffsetDateTime::from_unix_timestamp(1_795_316_400 - n).unwrap(),
+            id: Uuid::from_u128(n as u128),
+        };
+        let (items, next) = c.page(7, vec![1, 2, 3], 2, |n| at(*n));
+        assert_eq!(items, vec![1, 2]);
+        let next = next.expect("a third row means more remain");
+        assert_eq!(c.decode(7, &next), Some(at(2)));
+        assert_eq!(
+            c.after(7, Some(&next)).unwrap(),
+            (Some(at(2).created_at), Some(at(2).id))
+        );
+        let (items, next) = c.page(7, vec![1, 2], 2, |n| at(*n));
+        assert_eq!((items, next), (vec![1, 2], None));
+        assert_eq!(c.after(7, None).unwrap(), (None, None));
+        match c.after(8, Some(&c.encode(7, at(1)))) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "cursor"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Messages carry ids only; the business id inside is the idempotency key (SQS message ids change on
 //! redrive, so they never are).
 
+use std::fmt::{Debug, Display};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
+
+use crate::db::{self, DbError, DbPool, Type};
 
 /// Advance transcription `transcription_id`. Sent when it is created, by the AssemblyAI callback
 /// and by the reconciler; the worker decides what to do from the row, so every copy is harmless.
@@ -93,6 +96,34 @@ impl JobQueue {
             .await
             .map_err(|e| SendError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
         Ok(())
+    }
+
+    /// The outbox's second half: sends `job` for row `id`, then records it with `mark_sent` (an
+    /// `UPDATE … SET message_sent_at = now() … WHERE id = $1`). False when the send failed; the
+    /// reconciler sends it later. A failed mark only costs a harmless second message.
+    pub async fn send_and_mark<T: Serialize>(
+        &self,
+        db: &DbPool,
+        mark_sent: &'static str,
+        id: Uuid,
+        job: &T,
+    ) -> bool {
+        if let Err(e) = self.send(job).await {
+            tracing::warn!(job_id = %id, error = %e, "job not enqueued; the reconciler will send it");
+            return false;
+        }
+        let marked = async {
+            let client = db::client(db).await?;
+            client
+                .query_typed(mark_sent, &[(&id, Type::UUID)])
+                .await
+                .map_err(DbError::from)
+        }
+        .await;
+        if let Err(e) = marked {
+            tracing::warn!(job_id = %id, error = %e, "could not record the sent message");
+        }
+        true
     }
 }
 
@@ -207,6 +238,52 @@ where
     if total > 0 && failed == total {
         return Err(BatchError::AllFailed(total));
     }
+    Ok(response)
+}
+
+/// A worker function's whole Lambda handler: the deadline as Lambda (or `cargo lambda watch`) gives
+/// it, the batch through [`run_batch`], and a log line per record and per batch.
+pub async fn run_worker<T, F, Fut, O, E>(
+    function: &'static str,
+    event: lambda_http::LambdaEvent<SqsEvent>,
+    options: BatchOptions,
+    process: F,
+) -> Result<SqsBatchResponse, BatchError>
+where
+    T: DeserializeOwned + Debug,
+    F: Fn(T, Delivery, u64) -> Fut,
+    Fut: Future<Output = Result<O, E>>,
+    O: Debug,
+    E: Display,
+{
+    let deadline_ms = crate::vendor::effective_deadline(event.context.deadline);
+    let request_id = event.context.request_id.clone();
+    let cold_start = crate::telemetry::take_cold_start();
+    let records = event.payload.records.len();
+    let process = &process;
+    let response = run_batch(
+        event.payload,
+        deadline_ms,
+        options,
+        |job: T, delivery: Delivery| async move {
+            let job_label = format!("{job:?}");
+            let receive_count = delivery.receive_count;
+            let outcome = process(job, delivery, deadline_ms)
+                .await
+                .map_err(|e| RecordError::Failed(e.to_string()))?;
+            tracing::info!(function, job = %job_label, receive_count, ?outcome, "job advanced");
+            Ok(())
+        },
+    )
+    .await?;
+    tracing::info!(
+        request_id,
+        function,
+        cold_start,
+        records,
+        failures = response.batch_item_failures.len(),
+        "batch"
+    );
     Ok(response)
 }
 

@@ -398,21 +398,9 @@ impl Recordings {
         limit: i64,
         cursor: Option<&str>,
     ) -> Result<Page, ApiError> {
-        let after = match cursor {
-            None => None,
-            Some(c) => Some(self.cursors.decode(owner, c).ok_or_else(|| {
-                ApiError::Validation(vec![FieldError::new(
-                    "cursor",
-                    "is not a cursor this API issued to you",
-                )])
-            })?),
-        };
+        let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let fetch = limit + 1;
-        let (after_at, after_id) = match after {
-            Some(p) => (Some(p.created_at), Some(p.id)),
-            None => (None, None),
-        };
         let rows = client
             .query_typed(
                 &format!(
@@ -430,21 +418,11 @@ impl Recordings {
             )
             .await
             .map_err(DbError::from)?;
-        let mut items: Vec<Recording> = rows.iter().map(Recording::from_row).collect();
-        let next_cursor = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|r| {
-                self.cursors.encode(
-                    owner,
-                    Position {
-                        created_at: r.created_at,
-                        id: r.id,
-                    },
-                )
-            })
-        } else {
-            None
-        };
+        let rows: Vec<Recording> = rows.iter().map(Recording::from_row).collect();
+        let (items, next_cursor) = self.cursors.page(owner, rows, limit, |r| Position {
+            created_at: r.created_at,
+            id: r.id,
+        });
         Ok(Page { items, next_cursor })
     }
 

@@ -295,7 +295,9 @@ impl Transcriptions {
         };
         let transcription = Transcription::from_row(row);
         drop(client);
-        send_and_mark(&self.db, &self.queue, id).await;
+        self.queue
+            .send_and_mark(&self.db, MARK_SENT, id, &job_for(id))
+            .await;
         Ok(transcription)
     }
 
@@ -323,15 +325,7 @@ impl Transcriptions {
         limit: i64,
         cursor: Option<&str>,
     ) -> Result<Page, ApiError> {
-        let after = match cursor {
-            None => None,
-            Some(c) => Some(self.cursors.decode(owner, c).ok_or_else(|| {
-                ApiError::Validation(vec![FieldError::new(
-                    "cursor",
-                    "is not a cursor this API issued to you",
-                )])
-            })?),
-        };
+        let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let owned = client
             .query_typed(
@@ -343,10 +337,6 @@ impl Transcriptions {
         if owned.is_empty() {
             return Err(ApiError::NotFound);
         }
-        let (after_at, after_id) = match after {
-            Some(p) => (Some(p.created_at), Some(p.id)),
-            None => (None, None),
-        };
         let fetch = limit + 1;
         let rows = client
             .query_typed(
@@ -366,21 +356,11 @@ impl Transcriptions {
             )
             .await
             .map_err(DbError::from)?;
-        let mut items: Vec<Summary> = rows.iter().map(Summary::from_row).collect();
-        let next_cursor = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|t| {
-                self.cursors.encode(
-                    owner,
-                    Position {
-                        created_at: t.created_at,
-                        id: t.id,
-                    },
-                )
-            })
-        } else {
-            None
-        };
+        let rows: Vec<Summary> = rows.iter().map(Summary::from_row).collect();
+        let (items, next_cursor) = self.cursors.page(owner, rows, limit, |t| Position {
+            created_at: t.created_at,
+            id: t.id,
+        });
         Ok(Page {
             transcriptions: items,
             next_cursor,
@@ -388,32 +368,15 @@ impl Transcriptions {
     }
 }
 
-/// Sends the job's message and records that it went; a failure is left to the reconciler.
-async fn send_and_mark(db: &DbPool, queue: &JobQueue, id: Uuid) -> bool {
-    let job = TranscriptionJob {
+/// Records that a transcription's message went (the outbox's mark).
+const MARK_SENT: &str =
+    "UPDATE transcriptions SET message_sent_at = now(), updated_at = now() WHERE id = $1";
+
+fn job_for(id: Uuid) -> TranscriptionJob {
+    TranscriptionJob {
         transcription_id: id,
         vendor_transcript_id: None,
-    };
-    if let Err(e) = queue.send(&job).await {
-        tracing::warn!(transcription_id = %id, error = %e, "job not enqueued; the reconciler will send it");
-        return false;
     }
-    let marked = async {
-        let client = db::client(db).await?;
-        client
-            .query_typed(
-                "UPDATE transcriptions SET message_sent_at = now(), updated_at = now() WHERE id = $1",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .map_err(DbError::from)
-    }
-    .await;
-    if let Err(e) = marked {
-        // Harmless: the reconciler sends a second message and the worker ignores the duplicate.
-        tracing::warn!(transcription_id = %id, error = %e, "could not record the sent message");
-    }
-    true
 }
 
 /// What the callback handler concluded.
@@ -745,7 +708,11 @@ impl TranscriptionWorker {
             Ok(transcript) => {
                 let vendor_id = transcript.id;
                 // Record in the idempotency store as well, so a lost row update is recoverable.
-                let saved = self.save_vendor_id_with_retries(id, &vendor_id).await;
+                // The id is the only proof of a paid submission: try hard to keep it.
+                let saved = with_retries(id, "save the transcript id", || {
+                    self.save_vendor_id(id, &vendor_id)
+                })
+                .await;
                 if let Err(e) = self
                     .idempotency
                     .complete(lease, &json!({"vendor_transcript_id": vendor_id}))
@@ -759,7 +726,11 @@ impl TranscriptionWorker {
                 })
             }
             Err(e) if e.certainly_not_processed() => {
-                self.undo_checkpoint_with_retries(id).await?;
+                // A checkpoint left behind would make the job wait for a callback that never comes.
+                with_retries(id, "undo the submission checkpoint", || {
+                    self.undo_checkpoint(id)
+                })
+                .await?;
                 self.idempotency.release(lease).await?;
                 if e.is_transient() || matches!(e.status(), Some(401 | 403)) {
                     // Throttling, outages and a bad key are not the job's fault: let SQS retry.
@@ -890,22 +861,6 @@ impl TranscriptionWorker {
         Ok(())
     }
 
-    /// The id is the only proof of a paid submission: try hard to keep it.
-    async fn save_vendor_id_with_retries(&self, id: Uuid, vendor_id: &str) -> Result<(), Retry> {
-        let mut last = None;
-        for attempt in 0..3u64 {
-            match self.save_vendor_id(id, vendor_id).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(transcription_id = %id, attempt, error = %e, "saving the transcript id failed");
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| Retry("could not save the transcript id".into())))
-    }
-
     async fn undo_checkpoint(&self, id: Uuid) -> Result<(), Retry> {
         let client = db::client(&self.db).await?;
         client
@@ -917,21 +872,6 @@ impl TranscriptionWorker {
             .await
             .map_err(DbError::from)?;
         Ok(())
-    }
-
-    /// A checkpoint left behind would make the job wait for a callback that never comes.
-    async fn undo_checkpoint_with_retries(&self, id: Uuid) -> Result<(), Retry> {
-        let mut last = None;
-        for attempt in 0..3u64 {
-            match self.undo_checkpoint(id).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| Retry("could not undo the submission checkpoint".into())))
     }
 
     async fn mark_processing(&self, id: Uuid) -> Result<(), Retry> {
@@ -1009,7 +949,11 @@ impl TranscriptionWorker {
         report.abandoned = unconfirmed.len() as u64;
         for row in &unsent {
             let id: Uuid = row.get(0);
-            if send_and_mark(&self.db, &self.queue, id).await {
+            if self
+                .queue
+                .send_and_mark(&self.db, MARK_SENT, id, &job_for(id))
+                .await
+            {
                 report.resent += 1;
             } else {
                 report.failures += 1;
@@ -1017,11 +961,7 @@ impl TranscriptionWorker {
         }
         for row in &overdue {
             let id: Uuid = row.get(0);
-            let job = TranscriptionJob {
-                transcription_id: id,
-                vendor_transcript_id: None,
-            };
-            match self.queue.send(&job).await {
+            match self.queue.send(&job_for(id)).await {
                 Ok(()) => report.polled += 1,
                 Err(e) => {
                     // checked_at moved on; the next run after `reconcile_after` tries again.
@@ -1036,6 +976,26 @@ impl TranscriptionWorker {
         }
         Ok(report)
     }
+}
+
+/// A write that alone records a paid or undone submission, tried three times before giving up.
+async fn with_retries<F, Fut>(id: Uuid, what: &str, write: F) -> Result<(), Retry>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Retry>>,
+{
+    let mut last = None;
+    for attempt in 0..3u64 {
+        match write().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(transcription_id = %id, attempt, error = %e, "could not {what}");
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Retry(format!("could not {what}"))))
 }
 
 fn submit_payload(id: Uuid) -> Value {

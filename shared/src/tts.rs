@@ -632,7 +632,9 @@ pub mod jobs {
                 .map_err(DbError::from)?;
             let tts = Tts::from_row(rows.first().ok_or(ApiError::Internal("no row".into()))?);
             drop(client);
-            send_and_mark(&self.db, &self.queue, id).await;
+            self.queue
+                .send_and_mark(&self.db, MARK_SENT, id, &TtsJob { tts_id: id })
+                .await;
             Ok(tts)
         }
 
@@ -672,27 +674,9 @@ pub mod jobs {
         }
     }
 
-    async fn send_and_mark(db: &DbPool, queue: &JobQueue, id: Uuid) -> bool {
-        if let Err(e) = queue.send(&TtsJob { tts_id: id }).await {
-            tracing::warn!(tts_id = %id, error = %e, "job not enqueued; the reconciler will send it");
-            return false;
-        }
-        let marked = async {
-            let client = db::client(db).await?;
-            client
-                .query_typed(
-                    "UPDATE tts_jobs SET message_sent_at = now(), updated_at = now() WHERE id = $1",
-                    &[(&id, Type::UUID)],
-                )
-                .await
-                .map_err(DbError::from)
-        }
-        .await;
-        if let Err(e) = marked {
-            tracing::warn!(tts_id = %id, error = %e, "could not record the sent message");
-        }
-        true
-    }
+    /// Records that a job's message went (the outbox's mark).
+    const MARK_SENT: &str =
+        "UPDATE tts_jobs SET message_sent_at = now(), updated_at = now() WHERE id = $1";
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Advance {
@@ -1064,7 +1048,12 @@ pub mod jobs {
             drop(client);
             let mut sent = 0;
             for row in &unsent {
-                if send_and_mark(&self.db, &self.queue, row.get(0)).await {
+                let id: Uuid = row.get(0);
+                if self
+                    .queue
+                    .send_and_mark(&self.db, MARK_SENT, id, &TtsJob { tts_id: id })
+                    .await
+                {
                     sent += 1;
                 }
             }

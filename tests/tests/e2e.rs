@@ -350,18 +350,28 @@ impl LocalStack {
         }
     }
 
-    /// Runs the pump until `done` says so (or gives up after three minutes).
-    async fn pump_until<F, Fut>(&self, mut done: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
+    /// Runs the pump until `GET url` shows `resource` completed or failed (or gives up after three
+    /// minutes); returns that last answer.
+    async fn pump_until_settled(&self, cookie: &str, url: &str, resource: &str) -> Value {
         let http = shared::vendor::http_client(Duration::from_secs(900));
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
-        while !done().await {
+        loop {
+            let got: Value = self
+                .http
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if got[resource]["status"] == "completed" || got[resource]["status"] == "failed" {
+                return got;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the pipeline did not finish"
+                "the pipeline did not finish: {got}"
             );
             for route in &self.routes {
                 shared::local::pump_once(&self.sqs, &http, &self.watch.base, route, 1)
@@ -447,26 +457,9 @@ async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
     let url = stack.watch.url(&format!("/api/transcriptions/{id}"));
 
     // Submit, the sandbox's callback to the real webhook, then the fetch: no further action.
-    let last = std::sync::Mutex::new(Value::Null);
-    stack
-        .pump_until(|| async {
-            let got: Value = stack
-                .http
-                .get(&url)
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let finished = got["transcription"]["status"] == "completed"
-                || got["transcription"]["status"] == "failed";
-            *last.lock().unwrap() = got;
-            finished
-        })
+    let got = stack
+        .pump_until_settled(&cookie, &url, "transcription")
         .await;
-    let got = last.into_inner().unwrap();
     let t = &got["transcription"];
     assert_eq!(t["status"], "completed", "{got}");
     let text = t["text"].as_str().unwrap();
@@ -522,25 +515,7 @@ async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
     let created: Value = created.json().await.unwrap();
     let id = created["tts"]["id"].as_str().unwrap().to_owned();
     let url = stack.watch.url(&format!("/api/tts/{id}"));
-    let last = std::sync::Mutex::new(Value::Null);
-    stack
-        .pump_until(|| async {
-            let got: Value = stack
-                .http
-                .get(&url)
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let finished = got["tts"]["status"] == "completed" || got["tts"]["status"] == "failed";
-            *last.lock().unwrap() = got;
-            finished
-        })
-        .await;
-    let got = last.into_inner().unwrap();
+    let got = stack.pump_until_settled(&cookie, &url, "tts").await;
     let t = &got["tts"];
     assert_eq!(t["status"], "completed", "{got}");
     assert_eq!(t["content_type"], "audio/mpeg");

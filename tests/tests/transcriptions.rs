@@ -215,6 +215,16 @@ impl Ctx {
         self.call("create", event).await
     }
 
+    /// Creates a transcription with default options and returns its id.
+    async fn queued(&self, token: &str, recording: Uuid) -> String {
+        let created = self.create(token, recording, json!({}), None).await;
+        assert_eq!(created.status, 202, "{}", created.body);
+        created.body["transcription"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     async fn get(&self, token: &str, id: &str) -> Answer {
         self.call(
             "get",
@@ -530,10 +540,7 @@ async fn a_transcription_goes_from_request_to_stored_transcript() {
 async fn a_duplicate_delivery_submits_once() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("dup@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     let secret = c.secret(&id).await;
     c.mount_create(&id, &secret, "tr-dup-1", json!({}), 1).await;
     let job = json!({"transcription_id": id});
@@ -553,10 +560,7 @@ async fn a_duplicate_delivery_submits_once() {
 async fn forged_callbacks_change_nothing() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("forge@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     c.drain_without_vendor().await;
     let before = c.queue_depth().await;
     let body = json!({"transcript_id": "evil", "status": "completed"});
@@ -602,10 +606,7 @@ impl Ctx {
 async fn a_throttled_submission_is_retried_after_retry_after() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("throttle@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     let secret = c.secret(&id).await;
     Mock::given(method("POST"))
         .and(path("/v2/transcript"))
@@ -638,10 +639,7 @@ async fn a_throttled_submission_is_retried_after_retry_after() {
 async fn a_vendor_failing_forever_ends_failed_and_the_message_goes_to_the_dlq() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("down@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     Mock::given(method("POST"))
         .and(path("/v2/transcript"))
         .respond_with(
@@ -679,10 +677,7 @@ async fn the_queue_moves_a_message_to_the_dlq_after_five_receives() {
     // The real redrive, not our counting: moto enforces the queue's maxReceiveCount.
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("dlq@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     Mock::given(method("POST"))
         .and(path("/v2/transcript"))
         .respond_with(
@@ -716,10 +711,7 @@ async fn the_queue_moves_a_message_to_the_dlq_after_five_receives() {
 async fn a_vendor_error_status_fails_the_job_with_its_message() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("err@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     let secret = c.secret(&id).await;
     c.mount_create(&id, &secret, "tr-err", json!({}), 1).await;
     c.mount_get(&id, "tr-err", "error").await;
@@ -752,10 +744,7 @@ async fn a_vendor_error_status_fails_the_job_with_its_message() {
 async fn a_refused_submission_fails_at_once_with_the_vendor_message() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("bad@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     Mock::given(method("POST"))
         .and(path("/v2/transcript"))
         .respond_with(
@@ -803,10 +792,7 @@ async fn the_deadline_cut_off_leaves_records_untouched() {
 async fn the_reconciler_recovers_a_missed_callback_and_an_unsent_job() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("recon@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     let secret = c.secret(&id).await;
     c.mount_create(&id, &secret, "tr-quiet", json!({}), 1).await;
     c.drain(far_deadline()).await;
@@ -896,10 +882,7 @@ async fn a_job_whose_message_was_never_sent_is_sent_by_the_reconciler() {
 async fn a_submission_whose_answer_was_lost_is_never_sent_twice() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("lost@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     // AssemblyAI creates the job but its answer never arrives in time (VENDOR_TIMEOUT_MS = 1000).
     Mock::given(method("POST"))
         .and(path("/v2/transcript"))
@@ -1180,10 +1163,7 @@ async fn realtime_tokens_come_from_assemblyai_and_never_carry_the_key() {
 async fn a_gateway_error_on_submission_is_never_resubmitted() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("gateway@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     // A 502 comes from a proxy that gave up: AssemblyAI behind it may have created the job.
     Mock::given(method("POST"))
         .and(path("/v2/transcript"))
@@ -1224,10 +1204,7 @@ async fn a_gateway_error_on_submission_is_never_resubmitted() {
 async fn a_callback_that_cannot_be_queued_gets_a_503_never_a_4xx() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("outage@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     let secret = c.secret(&id).await;
     let callback = json!({"transcript_id": "tr-1", "status": "completed"});
     c.sqs
@@ -1250,10 +1227,7 @@ async fn a_callback_that_cannot_be_queued_gets_a_503_never_a_4xx() {
 async fn a_recording_deleted_before_submission_never_reaches_the_vendor() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("deleted@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     // Mark-then-delete: the row says deleted while the object may still be in R2.
     c.db.client
         .execute(
@@ -1283,10 +1257,7 @@ async fn a_recording_deleted_before_submission_never_reaches_the_vendor() {
 async fn the_last_delivery_leaves_a_job_another_delivery_is_submitting() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("racing@example.com").await;
-    let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = c.queued(&token, recording).await;
     let held = c
         .app
         .idempotency
@@ -1314,10 +1285,7 @@ async fn the_reconciler_fails_submissions_that_were_never_confirmed() {
     let (token, recording) = c.user_with_recording("abandoned@example.com").await;
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let id = c.create(&token, recording, json!({}), None).await.body["transcription"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = c.queued(&token, recording).await;
         ids.push(id);
     }
     // One waited for a callback, one died before it could even say so; neither was confirmed.
