@@ -105,7 +105,7 @@ pub struct Summary {
 
 #[derive(Debug, Serialize)]
 pub struct Page {
-    pub transcriptions: Vec<Summary>,
+    pub items: Vec<Summary>,
     pub next_cursor: Option<String>,
 }
 
@@ -361,10 +361,7 @@ impl Transcriptions {
             created_at: t.created_at,
             id: t.id,
         });
-        Ok(Page {
-            transcriptions: items,
-            next_cursor,
-        })
+        Ok(Page { items, next_cursor })
     }
 }
 

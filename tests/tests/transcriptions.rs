@@ -512,9 +512,9 @@ async fn a_transcription_goes_from_request_to_stored_transcript() {
         )
         .await;
     assert_eq!(list.status, 200);
-    assert_eq!(list.body["transcriptions"][0]["id"], id);
-    assert_eq!(list.body["transcriptions"][0]["status"], "completed");
-    assert!(list.body["transcriptions"][0].get("words").is_none());
+    assert_eq!(list.body["items"][0]["id"], id);
+    assert_eq!(list.body["items"][0]["status"], "completed");
+    assert!(list.body["items"][0].get("words").is_none());
 
     // A duplicate callback changes nothing and queues nothing.
     let again = c
