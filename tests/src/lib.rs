@@ -35,7 +35,13 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create() -> TestDb {
         let admin = connect(&admin_url()).await;
-        let name = format!("parley_t_{}", uuid::Uuid::new_v4().simple());
+        // The pid lets `cargo xtask test` sweep only databases whose test process is gone, so runs in
+        // several checkouts can share one server.
+        let name = format!(
+            "parley_t_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await

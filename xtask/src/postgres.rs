@@ -125,6 +125,9 @@ impl Postgres {
             .map_err(|e| e.to_string())?;
         for row in rows {
             let name: String = row.get(0);
+            if owner_is_alive(&name) {
+                continue;
+            }
             client
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .await
@@ -132,6 +135,14 @@ impl Postgres {
         }
         Ok(())
     }
+}
+
+/// Test databases are named `parley_t_<pid>_<uuid>`; one whose test process still runs is in use.
+fn owner_is_alive(name: &str) -> bool {
+    name.strip_prefix("parley_t_")
+        .and_then(|rest| rest.split_once('_'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client> {
