@@ -7,9 +7,9 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use secrecy::SecretString;
-use shared::config::StorageSettings;
-use shared::pagination::{Cursors, Position};
-use shared::storage::Storage;
+use shared::domain::paging::{Cursors, Position};
+use shared::platform::settings::StorageSettings;
+use shared::platform::storage::Storage;
 
 /// The job paths: a callback's secret check and hint parse (budget ≤ 5 µs, like an HMAC verify), an
 /// hour-long transcript's validation, and a 10-record SQS batch through the runner.
@@ -24,7 +24,9 @@ fn jobs(c: &mut Criterion) {
                 .as_bytes()
                 .ct_eq(black_box(presented.as_bytes()))
                 .into();
-            let hint = serde_json::from_slice::<shared::assemblyai::Callback>(black_box(body)).ok();
+            let hint =
+                serde_json::from_slice::<shared::vendors::assemblyai::Callback>(black_box(body))
+                    .ok();
             (ok, hint)
         })
     });
@@ -41,7 +43,7 @@ fn jobs(c: &mut Criterion) {
     .to_string();
     c.bench_function("transcript_parse_and_validate_1h", |b| {
         b.iter(|| {
-            let t: shared::assemblyai::Transcript =
+            let t: shared::vendors::assemblyai::Transcript =
                 serde_json::from_str(black_box(&transcript)).unwrap();
             t.validate().unwrap();
         })
@@ -60,18 +62,18 @@ fn jobs(c: &mut Criterion) {
         }))
         .collect();
     let event = serde_json::json!({ "Records": records });
-    let options = shared::queue::BatchOptions {
+    let options = shared::platform::queue::BatchOptions {
         concurrency: 5,
         per_record_budget: Duration::from_millis(1),
     };
     c.bench_function("sqs_batch_of_10_through_the_runner", |b| {
         b.iter(|| {
             let event = serde_json::from_value(black_box(event.clone())).unwrap();
-            runtime.block_on(shared::queue::run_batch(
+            runtime.block_on(shared::platform::queue::run_batch(
                 event,
-                shared::vendor::now_ms() + 60_000,
+                shared::platform::lambda::now_ms() + 60_000,
                 options,
-                |_: shared::queue::TranscriptionJob, _| async { Ok(()) },
+                |_: shared::platform::queue::TranscriptionJob, _| async { Ok(()) },
             ))
         })
     });
@@ -138,15 +140,15 @@ fn requests(c: &mut Criterion) {
         ),
     );
     c.bench_function("session_credentials_from_cookies", |b| {
-        b.iter(|| shared::auth::credentials(black_box(&headers)))
+        b.iter(|| shared::api::auth::credentials(black_box(&headers)))
     });
-    let wav = shared::audio::silent_wav(1.0, 16_000);
+    let wav = shared::platform::audio::silent_wav(1.0, 16_000);
     c.bench_function("sniff_wav_and_duration", |b| {
         b.iter(|| {
             let head = black_box(&wav[..4096]);
             (
-                shared::audio::matches("wav", head),
-                shared::audio::duration_seconds("wav", head),
+                shared::platform::audio::matches("wav", head),
+                shared::platform::audio::duration_seconds("wav", head),
             )
         })
     });

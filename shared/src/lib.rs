@@ -1,28 +1,19 @@
-//! Parley's common crate: everything the Lambda functions share.
+//! Parley's common crate: everything the Lambda functions share, in four layers that depend
+//! downward only (`tests/tests/layers.rs` enforces it):
 //!
-//! Modules depend downward only: `app` wires `config`, `telemetry`, `db`, `http` and `auth` together
-//! once per cold start; `recordings` is domain logic over `db` and `storage`; nothing here depends on a function crate.
+//! `api` (problem+json, the request pipeline, Auth.js sessions, the per-function wiring)
+//! → `domain` (recordings, transcriptions, speech, the job lifecycle, its own error type)
+//! → `vendors` (one folder per vendor: client, wire types, configuration)
+//! → `platform` (settings reader, database, storage, queues, idempotency, telemetry, HTTP client).
+//!
+//! `local` (the queue pump and the vendor sandbox) sits on top and is compiled only for xtask and
+//! the tests.
 
-pub mod app;
-pub mod assemblyai;
-pub mod audio;
-pub mod auth;
-pub mod config;
-pub mod db;
-pub mod elevenlabs;
-pub mod http;
-pub mod idempotency;
+pub mod api;
+pub mod domain;
 #[cfg(feature = "local")]
 pub mod local;
-pub mod pagination;
-pub mod queue;
-pub mod recordings;
-#[cfg(feature = "local")]
-pub mod sandbox;
-pub mod storage;
-pub mod telemetry;
-pub mod transcriptions;
-pub mod tts;
-pub mod vendor;
+pub mod platform;
+pub mod vendors;
 
-pub use app::App;
+pub use api::app::App;

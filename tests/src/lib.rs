@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use lambda_http::Request;
 use serde_json::{Value, json};
-use shared::config::Settings;
+use shared::platform::settings::Settings;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +51,7 @@ impl TestDb {
             admin_url().rsplit_once('/').expect("URL has a path").0
         );
         let mut client = connect(&url).await;
-        shared::db::migrations::run(&mut client)
+        shared::platform::db::migrations::run(&mut client)
             .await
             .expect("migrations apply");
         TestDb { name, url, client }
@@ -128,8 +128,8 @@ pub fn settings_with(database_url: &str, extra: &[(&str, &str)]) -> Settings {
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let config = shared::config::parse_database_url(url).expect("test URL parses");
-    shared::db::connect(&config)
+    let config = shared::platform::settings::parse_database_url(url).expect("test URL parses");
+    shared::platform::db::connect(&config)
         .await
         .expect("test database connects")
 }
@@ -191,7 +191,7 @@ impl Moto {
             ("R2_SECRET_ACCESS_KEY", "parley-test-secret".to_owned()),
         ];
         let settings = settings_with("postgres://unused@127.0.0.1/x", &borrow(&env));
-        shared::storage::Storage::new(settings.storage.as_ref().unwrap())
+        shared::platform::storage::Storage::new(settings.storage.as_ref().unwrap())
             .ensure_bucket()
             .await
             .expect("bucket created");
@@ -425,7 +425,7 @@ impl Watch {
                 "watch",
                 "--disable-cors",
                 // How long watch holds an invoke open: the longest worker's template timeout. (The
-                // deadline header it sends is its own; see shared::vendor::effective_deadline.)
+                // deadline header it sends is its own; see shared::platform::lambda::effective_deadline.)
                 "--timeout",
                 "120",
                 "--ignore-changes",

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use parley_tests::{TestDb, dead_database_url, settings_with};
-use shared::db::{self, DbError};
+use shared::platform::db::{self, DbError};
 
 #[tokio::test]
 async fn migrations_create_the_auth_js_schema_with_its_additions_and_rerun_as_a_no_op() {

@@ -185,7 +185,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
         )
     };
     let origin = "http://localhost:3000";
-    let wav = shared::audio::silent_wav(0.75, 16000);
+    let wav = shared::platform::audio::silent_wav(0.75, 16000);
 
     let created = http
         .post(watch.url("/api/recordings/uploads"))
@@ -321,7 +321,7 @@ impl LocalStack {
                 .unwrap();
         tts.batch_size = 1;
         let sandbox =
-            shared::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
+            shared::local::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
                 .await
                 .unwrap();
         let (keyless, names) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
@@ -353,7 +353,7 @@ impl LocalStack {
     /// Runs the pump until `GET url` shows `resource` completed or failed (or gives up after three
     /// minutes); returns that last answer.
     async fn pump_until_settled(&self, cookie: &str, url: &str, resource: &str) -> Value {
-        let http = shared::vendor::http_client(Duration::from_secs(900));
+        let http = shared::platform::http_client::http_client(Duration::from_secs(900));
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
         loop {
             let got: Value = self
@@ -434,7 +434,7 @@ async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
         alice["session_token"].as_str().unwrap()
     );
     let recording = stack
-        .ready_recording(&cookie, &shared::audio::silent_wav(3.0, 16000))
+        .ready_recording(&cookie, &shared::platform::audio::silent_wav(3.0, 16000))
         .await;
 
     let created = stack
@@ -526,7 +526,10 @@ async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
         .await
         .unwrap();
     assert_eq!(audio.len() as i64, t["size_bytes"].as_i64().unwrap());
-    assert!(shared::audio::matches("mp3", &audio), "a real MP3 stream");
+    assert!(
+        shared::platform::audio::matches("mp3", &audio),
+        "a real MP3 stream"
+    );
     // 39 characters at ~14 a second: about 2.8 s of 26 ms frames.
     assert!(audio.len() > 100 * 417, "{} bytes", audio.len());
 }

@@ -125,7 +125,7 @@ async fn me_returns_the_user_and_session_for_a_cookie_session() {
 async fn me_accepts_every_auth_js_cookie_name_and_bearer_tokens() {
     let db = TestDb::create().await;
     let app = app(&db);
-    for name in shared::auth::SESSION_COOKIES {
+    for name in shared::api::auth::SESSION_COOKIES {
         let (_, token) = db
             .session(&format!("{name}@example.com"), 3600 * 24 * 29 + 3000)
             .await;

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parley_tests::TestDb;
 use serde_json::json;
-use shared::idempotency::{Claim, Idempotency, IdempotencyError};
+use shared::platform::idempotency::{Claim, Idempotency, IdempotencyError};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -14,7 +14,7 @@ fn now_ms() -> u64 {
 }
 
 async fn store(db: &TestDb, ttl: Duration) -> Idempotency {
-    Idempotency::new(shared::db::pool(&db.settings(&[]).database), ttl)
+    Idempotency::new(shared::platform::db::pool(&db.settings(&[]).database), ttl)
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn an_unreachable_store_fails_closed() {
         &[("DB_CONNECT_TIMEOUT_MS", "300")],
     );
     let idem = Idempotency::new(
-        shared::db::pool(&settings.database),
+        shared::platform::db::pool(&settings.database),
         Duration::from_secs(60),
     );
     assert!(matches!(

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use parley_tests::{Answer, Event, Moto, TestDb, borrow};
 use serde_json::{Value, json};
 use shared::App;
-use shared::idempotency::Idempotency;
-use shared::recordings::Recordings;
+use shared::domain::recordings::Recordings;
+use shared::platform::idempotency::Idempotency;
 
 struct Ctx {
     db: TestDb,
@@ -19,7 +19,8 @@ struct Ctx {
 impl Ctx {
     /// Whether R2 (moto) holds the object a presigned URL points at, asked through the S3 API.
     async fn object_exists(&self, url: &str) -> bool {
-        let storage = shared::storage::Storage::new(self.app.settings.storage.as_ref().unwrap());
+        let storage =
+            shared::platform::storage::Storage::new(self.app.settings.storage.as_ref().unwrap());
         let path = url.split('?').next().unwrap();
         let key = path
             .split_once(&format!("/{}/", storage.bucket()))
@@ -145,7 +146,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 async fn a_wav_goes_up_completes_lists_downloads_byte_for_byte_and_is_deleted() {
     let c = ctx(&[]).await;
     let (user, token) = c.db.session("rec@example.com", 3600).await;
-    let wav = shared::audio::silent_wav(1.5, 8000);
+    let wav = shared::platform::audio::silent_wav(1.5, 8000);
 
     let created = c
         .upload(&token, json!({"content_type": "audio/wav", "size_bytes": wav.len(), "file_name": "../Monday call.wav"}))
@@ -247,7 +248,7 @@ async fn another_users_recordings_are_invisible_on_every_route() {
     let c = ctx(&[]).await;
     let (_, alice) = c.db.session("alice@example.com", 3600).await;
     let (_, bob) = c.db.session("bob@example.com", 3600).await;
-    let wav = shared::audio::silent_wav(0.5, 8000);
+    let wav = shared::platform::audio::silent_wav(0.5, 8000);
     let created = c
         .upload(
             &alice,
@@ -429,7 +430,7 @@ async fn completion_refuses_missing_lying_and_wrongly_sized_uploads() {
         .assert_problem(422, "validation-failed");
 
     // Real audio, but not the size that was declared (moto does not enforce the signed length; R2 does).
-    let wav = shared::audio::silent_wav(0.25, 8000);
+    let wav = shared::platform::audio::silent_wav(0.25, 8000);
     let created = c
         .upload(
             &token,
@@ -561,7 +562,7 @@ async fn pages_walk_every_recording_once_newest_first() {
 async fn the_sweeper_removes_abandoned_uploads_and_finishes_refused_deletions() {
     let c = ctx(&[]).await;
     let (_, token) = c.db.session("sweep@example.com", 3600).await;
-    let wav = shared::audio::silent_wav(0.2, 8000);
+    let wav = shared::platform::audio::silent_wav(0.2, 8000);
     let mut ids = Vec::new();
     for _ in 0..3 {
         let created = c
@@ -728,7 +729,7 @@ async fn an_idempotency_key_replays_the_same_upload_and_refuses_a_different_body
     assert_eq!(other.body["errors"][0]["field"], "Idempotency-Key");
 
     // While the first request with a key is still running, a repeat is 409.
-    let idem = Idempotency::new(c.app.db.clone(), shared::idempotency::DEFAULT_TTL);
+    let idem = Idempotency::new(c.app.db.clone(), shared::platform::idempotency::DEFAULT_TTL);
     let scope = format!("recordings-upload:{user}");
     let _running = idem.claim(&scope, "upload-2", &body, 0).await.unwrap();
     c.call("upload", send(body.clone(), "upload-2"))

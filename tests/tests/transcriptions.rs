@@ -8,8 +8,8 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use parley_tests::{Answer, Event, Moto, TestDb, borrow};
 use serde_json::{Value, json};
 use shared::App;
+use shared::domain::transcriptions::{TranscriptionWorker, Transcriptions};
 use shared::local::{self, Route};
-use shared::transcriptions::{TranscriptionWorker, Transcriptions};
 use uuid::Uuid;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
@@ -86,7 +86,7 @@ fn bearer(token: &str) -> String {
 }
 
 fn far_deadline() -> u64 {
-    shared::vendor::now_ms() + 60_000
+    shared::platform::lambda::now_ms() + 60_000
 }
 
 /// AssemblyAI's documented create body, with the presigned audio URL checked by shape.
@@ -184,7 +184,8 @@ impl Ctx {
                     .await
             }
             "webhook" => {
-                let queue = shared::queue::JobQueue::new(self.sqs.clone(), &self.route.queue_url);
+                let queue =
+                    shared::platform::queue::JobQueue::new(self.sqs.clone(), &self.route.queue_url);
                 app.http
                     .serve(req, |req| assemblyai_webhook::handle(app, &queue, req))
                     .await
@@ -777,7 +778,7 @@ async fn the_deadline_cut_off_leaves_records_untouched() {
         c.create(&token, recording, json!({}), None).await;
     }
     // 5 s left, and a record needs 20 s: nothing starts, every record is reported.
-    let (n, failed) = c.drain(shared::vendor::now_ms() + 5_000).await;
+    let (n, failed) = c.drain(shared::platform::lambda::now_ms() + 5_000).await;
     assert_eq!((n, failed.len()), (3, 3));
     assert!(c.vendor.received_requests().await.unwrap().is_empty());
     let statuses =
@@ -1269,7 +1270,10 @@ async fn the_last_delivery_leaves_a_job_another_delivery_is_submitting() {
         )
         .await
         .unwrap();
-    assert!(matches!(held, shared::idempotency::Claim::Acquired(_)));
+    assert!(matches!(
+        held,
+        shared::platform::idempotency::Claim::Acquired(_)
+    ));
     let failed = c.deliver(&json!({"transcription_id": id}), 5).await;
     assert_eq!(failed.len(), 1, "left for the DLQ");
     assert_eq!(

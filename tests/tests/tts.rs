@@ -7,12 +7,12 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use parley_tests::{Answer, Event, Moto, TestDb, borrow};
 use serde_json::{Value, json};
 use shared::App;
-use shared::idempotency::Claim;
+use shared::domain::speech::OutputFormat;
+use shared::domain::speech::jobs::{Advance, SYNTH_SCOPE, TtsJobs, TtsWorker};
 use shared::local::{self, Route};
-use shared::queue::{Delivery, TtsJob};
-use shared::storage::Storage;
-use shared::tts::OutputFormat;
-use shared::tts::jobs::{Advance, SYNTH_SCOPE, TtsJobs, TtsWorker};
+use shared::platform::idempotency::Claim;
+use shared::platform::queue::{Delivery, TtsJob};
+use shared::platform::storage::Storage;
 use uuid::Uuid;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -106,8 +106,12 @@ impl Ctx {
 
     /// Delivers one SQS record for job `id` through the worker's Lambda handler.
     async fn deliver(&self, id: &str, receive_count: u32) -> Vec<String> {
-        self.deliver_by(id, receive_count, shared::vendor::now_ms() + 120_000)
-            .await
+        self.deliver_by(
+            id,
+            receive_count,
+            shared::platform::lambda::now_ms() + 120_000,
+        )
+        .await
     }
 
     /// A delivery whose Lambda deadline is `deadline_ms`.
@@ -247,7 +251,7 @@ fn el_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
 async fn speech_is_synthesized_stored_and_downloadable_byte_for_byte() {
     let c = ctx(&[]).await;
     let (user, token) = c.db.session("speak@example.com", 3600).await;
-    let audio = shared::audio::tone_wav(0.4, 16_000);
+    let audio = shared::platform::audio::tone_wav(0.4, 16_000);
     mount_speech(&c.vendor, &audio, 1).await;
     let created = c.create(&token, speech_body(), Some("tts-1")).await;
     assert_eq!(created.status, 202, "{}", created.body);
@@ -320,7 +324,12 @@ async fn speech_is_synthesized_stored_and_downloadable_byte_for_byte() {
 async fn a_duplicate_delivery_pays_once() {
     let c = ctx(&[]).await;
     let (_, token) = c.db.session("dup-tts@example.com", 3600).await;
-    mount_speech(&c.vendor, &shared::audio::tone_wav(0.2, 16_000), 1).await;
+    mount_speech(
+        &c.vendor,
+        &shared::platform::audio::tone_wav(0.2, 16_000),
+        1,
+    )
+    .await;
     let id = c.queued(&token, speech_body()).await;
     let (a, b) = tokio::join!(c.deliver(&id, 1), c.deliver(&id, 1));
     assert!(a.is_empty() || b.is_empty());
@@ -357,7 +366,12 @@ async fn a_full_plan_is_waited_out_past_the_retry_limit_in_one_delivery() {
         .with_priority(1)
         .mount(&c.vendor)
         .await;
-    mount_speech(&c.vendor, &shared::audio::tone_wav(0.2, 16_000), 1).await;
+    mount_speech(
+        &c.vendor,
+        &shared::platform::audio::tone_wav(0.2, 16_000),
+        1,
+    )
+    .await;
     let id = c.queued(&token, speech_body()).await;
     assert!(c.deliver(&id, 1).await.is_empty(), "one delivery finishes");
     assert_eq!(c.get(&token, &id).await.body["tts"]["status"], "completed");
@@ -378,7 +392,12 @@ async fn a_busy_system_is_backed_off_a_bounded_number_of_times_then_redelivered(
         .with_priority(1)
         .mount(&c.vendor)
         .await;
-    mount_speech(&c.vendor, &shared::audio::tone_wav(0.2, 16_000), 1).await;
+    mount_speech(
+        &c.vendor,
+        &shared::platform::audio::tone_wav(0.2, 16_000),
+        1,
+    )
+    .await;
     let id = c.queued(&token, speech_body()).await;
     // Five backed-off attempts, then the delivery gives the job back: nothing was paid.
     assert_eq!(c.deliver(&id, 1).await.len(), 1);
@@ -398,7 +417,7 @@ async fn a_synthesis_is_not_started_without_time_to_finish() {
     let c = ctx(&[("ELEVENLABS_TIMEOUT_MS", "100000")]).await;
     let (_, token) = c.db.session("late@example.com", 3600).await;
     let id = c.queued(&token, speech_body()).await;
-    let soon = || shared::vendor::now_ms() + 65_000;
+    let soon = || shared::platform::lambda::now_ms() + 65_000;
     assert_eq!(
         c.deliver_by(&id, 1, soon()).await.len(),
         1,
@@ -435,7 +454,7 @@ async fn no_attempt_starts_after_a_slot_wait_that_leaves_too_little_time() {
     let id = c.queued(&token, speech_body()).await;
     // 11.74 s: the first attempt fits, and no second one can after any slot wait.
     let retry = c
-        .process(&id, shared::vendor::now_ms() + 11_740)
+        .process(&id, shared::platform::lambda::now_ms() + 11_740)
         .await
         .unwrap_err();
     assert!(retry.contains("429"), "{retry}");
@@ -501,7 +520,7 @@ async fn an_interrupted_synthesis_is_never_paid_twice() {
         .respond_with(
             ResponseTemplate::new(200)
                 .insert_header("content-type", "audio/wav")
-                .set_body_bytes(shared::audio::tone_wav(0.2, 16_000))
+                .set_body_bytes(shared::platform::audio::tone_wav(0.2, 16_000))
                 .set_delay(Duration::from_secs(3)),
         )
         .expect(1)
@@ -565,11 +584,11 @@ async fn audio_stored_before_a_lost_update_completes_the_job_without_paying_agai
     let id = c.queued(&token, speech_body()).await;
     // A delivery stored the audio at the job's key and died before recording it, two hours ago.
     c.checkpointed(&id, "2 hours").await;
-    let audio = shared::audio::tone_wav(0.3, 16_000);
+    let audio = shared::platform::audio::tone_wav(0.3, 16_000);
     let key = format!("users/{user}/tts/{id}.wav");
     assert_eq!(
         key,
-        shared::tts::jobs::audio_key(
+        shared::domain::speech::jobs::audio_key(
             user,
             id.parse().unwrap(),
             OutputFormat::parse("wav_16000").unwrap()
@@ -626,7 +645,7 @@ impl wiremock::Respond for AfterTheJobFailed {
         .unwrap();
         ResponseTemplate::new(200)
             .insert_header("content-type", "audio/wav")
-            .set_body_bytes(shared::audio::tone_wav(0.2, 16_000))
+            .set_body_bytes(shared::platform::audio::tone_wav(0.2, 16_000))
     }
 }
 
@@ -644,7 +663,9 @@ async fn a_job_settled_elsewhere_is_not_reported_completed() {
         .expect(1)
         .mount(&c.vendor)
         .await;
-    let outcome = c.process(&id, shared::vendor::now_ms() + 120_000).await;
+    let outcome = c
+        .process(&id, shared::platform::lambda::now_ms() + 120_000)
+        .await;
     assert_eq!(outcome, Ok(Advance::AlreadyFinal));
     let (status, _, error, key) = c.row(&id).await;
     assert_eq!(
@@ -667,7 +688,7 @@ async fn the_last_delivery_leaves_a_job_another_delivery_is_synthesizing() {
             SYNTH_SCOPE,
             &id,
             &json!({ "tts_id": id }),
-            shared::vendor::now_ms() + 120_000,
+            shared::platform::lambda::now_ms() + 120_000,
         )
         .await
         .unwrap();
@@ -836,7 +857,7 @@ async fn an_idempotency_key_refuses_another_body_and_a_repeat_in_progress() {
             &format!("tts-create:{user}"),
             "say-2",
             &speech_body(),
-            shared::vendor::now_ms() + 60_000,
+            shared::platform::lambda::now_ms() + 60_000,
         )
         .await
         .unwrap();

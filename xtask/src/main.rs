@@ -154,13 +154,13 @@ async fn dev() -> Result {
     )
     .await?;
     if !uses_real_r2 {
-        let storage = shared::config::StorageSettings {
+        let storage = shared::platform::settings::StorageSettings {
             endpoint: moto_endpoint.clone(),
             bucket: "parley-local".to_owned(),
             access_key_id: "parley-local".to_owned(),
             secret_access_key: "parley-local-secret".to_owned().into(),
         };
-        shared::storage::Storage::new(&storage)
+        shared::platform::storage::Storage::new(&storage)
             .ensure_bucket()
             .await
             .map_err(|e| e.to_string())?;
@@ -209,7 +209,7 @@ async fn dev() -> Result {
         non_empty_env(name).or_else(|| from_dotenv(name))
     });
     if !keyless.is_empty() {
-        shared::sandbox::start(
+        shared::local::sandbox::start(
             ([127, 0, 0, 1], sandbox_port).into(),
             Duration::from_secs(1),
         )
@@ -235,7 +235,7 @@ async fn dev() -> Result {
             "watch",
             "--disable-cors",
             // How long watch holds an invoke open: the longest worker's template timeout. (The
-            // deadline header it sends is its own; see shared::vendor::effective_deadline.)
+            // deadline header it sends is its own; see shared::platform::lambda::effective_deadline.)
             "--timeout",
             "120",
             "-A",

@@ -146,8 +146,8 @@ fn owner_is_alive(name: &str) -> bool {
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let config = shared::config::parse_database_url(url)?;
-    shared::db::connect(&config)
+    let config = shared::platform::settings::parse_database_url(url)?;
+    shared::platform::db::connect(&config)
         .await
         .map_err(|e| e.to_string())
 }
@@ -158,7 +158,7 @@ async fn answers(url: &str) -> bool {
     };
     config.connect_timeout(Duration::from_secs(2));
     matches!(
-        tokio::time::timeout(Duration::from_secs(3), shared::db::connect(&config)).await,
+        tokio::time::timeout(Duration::from_secs(3), shared::platform::db::connect(&config)).await,
         Ok(Ok(client)) if client.simple_query("select 1").await.is_ok()
     )
 }
@@ -168,7 +168,7 @@ pub async fn migrate(url: &str) -> Result<Vec<String>> {
     let mut client = connect(url)
         .await
         .map_err(|e| format!("connecting for migrations: {e}"))?;
-    shared::db::migrations::run(&mut client)
+    shared::platform::db::migrations::run(&mut client)
         .await
         .map_err(|e| format!("migrations refused: {e}"))
 }

@@ -8,16 +8,16 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::App;
-use shared::assemblyai::{Callback, WEBHOOK_AUTH_HEADER};
-use shared::http::{self, ApiError, ApiResult};
-use shared::queue::JobQueue;
-use shared::transcriptions::{self, CallbackError};
+use shared::api::{self, ApiError, ApiResult};
+use shared::domain::transcriptions::{self, CallbackError};
+use shared::platform::queue::JobQueue;
+use shared::vendors::assemblyai::{Callback, WEBHOOK_AUTH_HEADER};
 use uuid::Uuid;
 
 pub const FUNCTION: &str = "assemblyai-webhook";
 
 pub async fn handle(app: &App, queue: &JobQueue, req: Request) -> ApiResult {
-    let id = http::query_param(&req, "transcription_id")
+    let id = api::query_param(&req, "transcription_id")
         .and_then(|v| Uuid::parse_str(&v).ok())
         .ok_or(ApiError::BadCallbackCredentials)?;
     let secret = req
@@ -30,7 +30,7 @@ pub async fn handle(app: &App, queue: &JobQueue, req: Request) -> ApiResult {
     match transcriptions::accept_callback(&app.db, queue, id, secret.as_bytes(), hint).await {
         Ok(outcome) => {
             tracing::info!(transcription_id = %id, ?outcome, "callback accepted");
-            http::json(StatusCode::OK, &json!({ "received": true }))
+            api::json(StatusCode::OK, &json!({ "received": true }))
         }
         Err(CallbackError::Forged) => Err(ApiError::BadCallbackCredentials),
         Err(CallbackError::Db(e)) => Err(ApiError::Unavailable(e.to_string())),

@@ -3,8 +3,8 @@ use lambda_http::{Error, run, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let app = shared::App::init(assemblyai_webhook::FUNCTION).await?;
-    let queue = shared::queue::JobQueue::new(
-        shared::queue::sqs_client().await,
+    let queue = shared::platform::queue::JobQueue::new(
+        shared::platform::queue::sqs_client().await,
         app.settings.require_transcription_queue()?,
     );
     run(service_fn(|req| {

@@ -4,7 +4,7 @@ use lambda_http::Request;
 use lambda_http::http::{StatusCode, header};
 use serde_json::json;
 use shared::App;
-use shared::http::{self, ApiResult};
+use shared::api::{self, ApiResult};
 
 pub const FUNCTION: &str = "me";
 
@@ -14,7 +14,7 @@ pub async fn handle(app: &App, req: Request) -> ApiResult {
         .expires
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let mut response = http::json(
+    let mut response = api::json(
         StatusCode::OK,
         &json!({"user": session.user, "session": {"expires": expires}}),
     )?;

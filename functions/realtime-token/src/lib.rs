@@ -5,8 +5,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Request, RequestExt};
 use serde::Deserialize;
 use shared::App;
-use shared::assemblyai::{AssemblyAi, MAX_TOKEN_SECONDS};
-use shared::http::{self, ApiError, ApiResult, FieldError};
+use shared::api::{self, ApiError, ApiResult, FieldError};
+use shared::vendors::assemblyai::{AssemblyAi, MAX_TOKEN_SECONDS};
 
 pub const FUNCTION: &str = "realtime-token";
 const DEFAULT_SECONDS: u32 = 60;
@@ -23,7 +23,7 @@ pub async fn handle(app: &App, assemblyai: &AssemblyAi, req: Request) -> ApiResu
     let request: TokenRequest = if req.body().as_ref().is_empty() {
         TokenRequest::default()
     } else {
-        http::parse_json(&req)?
+        api::parse_json(&req)?
     };
     let seconds = match request.expires_in_seconds {
         None => DEFAULT_SECONDS,
@@ -35,9 +35,9 @@ pub async fn handle(app: &App, assemblyai: &AssemblyAi, req: Request) -> ApiResu
             )]));
         }
     };
-    let deadline_ms = shared::vendor::effective_deadline(
+    let deadline_ms = shared::platform::lambda::effective_deadline(
         req.lambda_context_ref().map(|c| c.deadline).unwrap_or(0),
     );
     let token = assemblyai.streaming_token(seconds, deadline_ms).await?;
-    http::json(StatusCode::OK, &token)
+    api::json(StatusCode::OK, &token)
 }

@@ -2,14 +2,14 @@
 
 use lambda_http::Request;
 use shared::App;
-use shared::http::{self, ApiResult};
-use shared::recordings::Recordings;
+use shared::api::{self, ApiResult};
+use shared::domain::recordings::Recordings;
 
 pub const FUNCTION: &str = "recordings-delete";
 
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let id = http::path_uuid(&req, "id")?;
+    let id = api::path_uuid(&req, "id")?;
     recordings.delete(session.user.db_id(), id).await?;
-    Ok(http::no_content())
+    Ok(api::no_content())
 }

@@ -4,14 +4,14 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::App;
-use shared::http::{self, ApiResult};
-use shared::recordings::Recordings;
+use shared::api::{self, ApiResult};
+use shared::domain::recordings::Recordings;
 
 pub const FUNCTION: &str = "recordings-get";
 
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let id = http::path_uuid(&req, "id")?;
+    let id = api::path_uuid(&req, "id")?;
     let recording = recordings.get(session.user.db_id(), id).await?;
-    http::json(StatusCode::OK, &json!({ "recording": recording }))
+    api::json(StatusCode::OK, &json!({ "recording": recording }))
 }

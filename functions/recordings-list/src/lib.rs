@@ -3,14 +3,14 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use shared::App;
-use shared::http::{self, ApiError, ApiResult, FieldError};
-use shared::recordings::{DEFAULT_PAGE, MAX_PAGE, Recordings};
+use shared::api::{self, ApiError, ApiResult, FieldError};
+use shared::domain::recordings::{DEFAULT_PAGE, MAX_PAGE, Recordings};
 
 pub const FUNCTION: &str = "recordings-list";
 
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let limit = match http::query_param(&req, "limit") {
+    let limit = match api::query_param(&req, "limit") {
         None => DEFAULT_PAGE,
         // Larger pages are capped rather than refused: the cursor tells the client there is more.
         Some(raw) => match raw.parse::<i64>() {
@@ -23,9 +23,9 @@ pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResu
             }
         },
     };
-    let cursor = http::query_param(&req, "cursor");
+    let cursor = api::query_param(&req, "cursor");
     let page = recordings
         .list(session.user.db_id(), limit, cursor.as_deref())
         .await?;
-    http::json(StatusCode::OK, &page)
+    api::json(StatusCode::OK, &page)
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
-use shared::recordings::{ABANDONED_AFTER, Recordings, SweepReport};
+use shared::domain::recordings::{ABANDONED_AFTER, Recordings, SweepReport};
 
 pub const FUNCTION: &str = "recordings-sweeper";
 /// Rows handled per run; the schedule comes back for the rest.
@@ -15,7 +15,7 @@ pub async fn handle(
     event: LambdaEvent<Value>,
 ) -> Result<SweepReport, Error> {
     let started = Instant::now();
-    let cold_start = shared::telemetry::take_cold_start();
+    let cold_start = shared::platform::telemetry::take_cold_start();
     // The schedule's event carries nothing we need; the database says what is due.
     let report = recordings
         .sweep(ABANDONED_AFTER, BATCH)

@@ -5,21 +5,21 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::Value;
 use shared::App;
-use shared::http::{self, ApiResult};
-use shared::idempotency;
-use shared::recordings::{Recordings, UploadRequest};
+use shared::api::idempotency;
+use shared::api::{self, ApiResult};
+use shared::domain::recordings::{Recordings, UploadRequest};
 
 pub const FUNCTION: &str = "recordings-upload";
 
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
     let owner = session.user.db_id();
-    let payload: Value = http::parse_json(&req)?;
+    let payload: Value = api::parse_json(&req)?;
     let scope = format!("{FUNCTION}:{owner}");
     idempotency::once(&app.idempotency, &scope, &req, &payload, async {
-        let upload = http::parse_json::<UploadRequest>(&req)?.validate(recordings.max_bytes())?;
+        let upload = api::parse_json::<UploadRequest>(&req)?.validate(recordings.max_bytes())?;
         let created = recordings.create_upload(owner, upload).await?;
-        http::json(StatusCode::CREATED, &created)
+        api::json(StatusCode::CREATED, &created)
     })
     .await
 }

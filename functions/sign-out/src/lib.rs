@@ -3,14 +3,14 @@
 use lambda_http::Request;
 use lambda_http::http::header;
 use shared::App;
-use shared::auth::clearing_cookie;
-use shared::http::{self, ApiResult};
+use shared::api::auth::clearing_cookie;
+use shared::api::{self, ApiResult};
 
 pub const FUNCTION: &str = "sign-out";
 
 pub async fn handle(app: &App, req: Request) -> ApiResult {
     let cookie = app.sessions.sign_out(req.headers()).await?;
-    let mut response = http::no_content();
+    let mut response = api::no_content();
     if let Some(name) = cookie {
         response
             .headers_mut()

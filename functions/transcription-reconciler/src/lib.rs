@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
-use shared::transcriptions::{ReconcileReport, TranscriptionWorker};
+use shared::domain::transcriptions::{ReconcileReport, TranscriptionWorker};
 
 pub const FUNCTION: &str = "transcription-reconciler";
 /// Rows handled per list per run; the schedule comes back for the rest.
@@ -17,7 +17,7 @@ pub async fn handle(
     event: LambdaEvent<Value>,
 ) -> Result<ReconcileReport, Error> {
     let started = Instant::now();
-    let cold_start = shared::telemetry::take_cold_start();
+    let cold_start = shared::platform::telemetry::take_cold_start();
     // The schedule's event carries nothing we need; the database says what is due.
     let report = worker.reconcile(BATCH).await?;
     tracing::info!(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::queue::{self, BatchOptions, TranscriptionJob};
-use shared::transcriptions::TranscriptionWorker;
+use shared::domain::transcriptions::TranscriptionWorker;
+use shared::platform::queue::{self, BatchOptions, TranscriptionJob};
 
 pub const FUNCTION: &str = "transcription-worker";
 

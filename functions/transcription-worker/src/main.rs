@@ -3,7 +3,7 @@ use lambda_runtime::{Error, run, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let app = shared::App::init(transcription_worker::FUNCTION).await?;
-    let worker = app.transcription_worker(shared::queue::sqs_client().await)?;
+    let worker = app.transcription_worker(shared::platform::queue::sqs_client().await)?;
     run(service_fn(|event| {
         transcription_worker::handle(&worker, event)
     }))

@@ -4,14 +4,14 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::App;
-use shared::http::{self, ApiResult};
-use shared::transcriptions::Transcriptions;
+use shared::api::{self, ApiResult};
+use shared::domain::transcriptions::Transcriptions;
 
 pub const FUNCTION: &str = "transcriptions-get";
 
 pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let id = http::path_uuid(&req, "id")?;
+    let id = api::path_uuid(&req, "id")?;
     let transcription = transcriptions.get(session.user.db_id(), id).await?;
-    http::json(StatusCode::OK, &json!({ "transcription": transcription }))
+    api::json(StatusCode::OK, &json!({ "transcription": transcription }))
 }

@@ -4,15 +4,15 @@
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use shared::App;
-use shared::http::{self, ApiError, ApiResult, FieldError};
-use shared::transcriptions::{DEFAULT_PAGE, MAX_PAGE, Transcriptions};
+use shared::api::{self, ApiError, ApiResult, FieldError};
+use shared::domain::transcriptions::{DEFAULT_PAGE, MAX_PAGE, Transcriptions};
 
 pub const FUNCTION: &str = "transcriptions-list";
 
 pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let recording_id = http::path_uuid(&req, "id")?;
-    let limit = match http::query_param(&req, "limit") {
+    let recording_id = api::path_uuid(&req, "id")?;
+    let limit = match api::query_param(&req, "limit") {
         None => DEFAULT_PAGE,
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if n >= 1 => n.min(MAX_PAGE),
@@ -24,9 +24,9 @@ pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) ->
             }
         },
     };
-    let cursor = http::query_param(&req, "cursor");
+    let cursor = api::query_param(&req, "cursor");
     let page = transcriptions
         .list(session.user.db_id(), recording_id, limit, cursor.as_deref())
         .await?;
-    http::json(StatusCode::OK, &page)
+    api::json(StatusCode::OK, &page)
 }

@@ -4,14 +4,14 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::App;
-use shared::http::{self, ApiResult};
-use shared::tts::jobs::TtsJobs;
+use shared::api::{self, ApiResult};
+use shared::domain::speech::jobs::TtsJobs;
 
 pub const FUNCTION: &str = "tts-get";
 
 pub async fn handle(app: &App, jobs: &TtsJobs, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let id = http::path_uuid(&req, "id")?;
+    let id = api::path_uuid(&req, "id")?;
     let tts = jobs.get(session.user.db_id(), id).await?;
-    http::json(StatusCode::OK, &json!({ "tts": tts }))
+    api::json(StatusCode::OK, &json!({ "tts": tts }))
 }

@@ -2,13 +2,13 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
-use shared::tts::jobs::TtsWorker;
+use shared::domain::speech::jobs::TtsWorker;
 
 pub const FUNCTION: &str = "tts-reconciler";
 const BATCH: i64 = 200;
 
 pub async fn handle(worker: &TtsWorker, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let cold_start = shared::telemetry::take_cold_start();
+    let cold_start = shared::platform::telemetry::take_cold_start();
     let resent = worker.reconcile(BATCH).await?;
     tracing::info!(
         request_id = event.context.request_id,

@@ -3,6 +3,6 @@ use lambda_runtime::{Error, run, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let app = shared::App::init(tts_reconciler::FUNCTION).await?;
-    let worker = app.tts_worker(shared::queue::sqs_client().await)?;
+    let worker = app.tts_worker(shared::platform::queue::sqs_client().await)?;
     run(service_fn(|event| tts_reconciler::handle(&worker, event))).await
 }

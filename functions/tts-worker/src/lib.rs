@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::queue::{self, BatchOptions, TtsJob};
-use shared::tts::jobs::TtsWorker;
+use shared::domain::speech::jobs::TtsWorker;
+use shared::platform::queue::{self, BatchOptions, TtsJob};
 
 pub const FUNCTION: &str = "tts-worker";
 

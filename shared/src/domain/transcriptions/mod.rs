@@ -18,15 +18,18 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::assemblyai::{self, AssemblyAi, CreateTranscript, Transcript, TranscriptStatus};
-use crate::config::TranscriptionSettings;
-use crate::db::{self, DbError, DbPool, Type};
-use crate::http::{ApiError, FieldError};
-use crate::idempotency::{Claim, Idempotency, IdempotencyError};
-use crate::pagination::{Cursors, Position};
-use crate::queue::{Delivery, JobQueue, TranscriptionJob};
-use crate::storage::Storage;
-use crate::vendor::VendorError;
+use crate::domain::jobs::{Retry, Status};
+use crate::domain::paging::{Cursors, Position};
+use crate::domain::{Error, FieldError};
+use crate::platform::db::{self, DbError, DbPool, Type};
+use crate::platform::http_client::VendorError;
+use crate::platform::idempotency::{Claim, Idempotency, IdempotencyError};
+use crate::platform::queue::{Delivery, JobQueue, TranscriptionJob};
+use crate::platform::settings::TranscriptionSettings;
+use crate::platform::storage::Storage;
+use crate::vendors::assemblyai::{
+    self, AssemblyAi, CreateTranscript, Transcript, TranscriptStatus,
+};
 
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
@@ -37,30 +40,6 @@ const UNSENT_AFTER_SECS: f64 = 60.0;
 /// A `queued` job untouched this long lost its messages (for example to the DLQ while the database
 /// was down): the reconciler sends it again.
 const STALE_QUEUED_SECS: f64 = 3600.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    Processing,
-    Completed,
-    Failed,
-}
-
-impl Status {
-    fn parse(s: &str) -> Status {
-        match s {
-            "queued" => Status::Queued,
-            "processing" => Status::Processing,
-            "completed" => Status::Completed,
-            _ => Status::Failed,
-        }
-    }
-
-    fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
-    }
-}
 
 /// A transcription as `GET /api/transcriptions/{id}` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -181,7 +160,7 @@ pub struct NewTranscription {
 }
 
 impl TranscriptionRequest {
-    pub fn validate(self) -> Result<NewTranscription, ApiError> {
+    pub fn validate(self) -> Result<NewTranscription, Error> {
         let mut problems = Vec::new();
         // AssemblyAI codes: ISO 639-1/3 with an optional region, e.g. `en`, `en_us`, `yue`.
         let language_code = self.language_code.map(|c| c.trim().to_ascii_lowercase());
@@ -215,7 +194,7 @@ impl TranscriptionRequest {
             }
         }
         if !problems.is_empty() {
-            return Err(ApiError::Validation(problems));
+            return Err(Error::Invalid(problems));
         }
         Ok(NewTranscription {
             language_code,
@@ -252,7 +231,7 @@ impl Transcriptions {
         owner: i32,
         recording_id: Uuid,
         request: NewTranscription,
-    ) -> Result<Transcription, ApiError> {
+    ) -> Result<Transcription, Error> {
         let id = Uuid::now_v7();
         let secret = new_secret();
         let client = db::client(&self.db).await?;
@@ -286,8 +265,8 @@ impl Transcriptions {
                 .await
                 .map_err(DbError::from)?;
             return Err(match status.first() {
-                None => ApiError::NotFound,
-                Some(row) => ApiError::Conflict(format!(
+                None => Error::NotFound,
+                Some(row) => Error::Conflict(format!(
                     "the recording is {}; only a ready recording can be transcribed",
                     row.get::<_, &str>(0)
                 )),
@@ -301,7 +280,7 @@ impl Transcriptions {
         Ok(transcription)
     }
 
-    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Transcription, ApiError> {
+    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Transcription, Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -314,7 +293,7 @@ impl Transcriptions {
             .map_err(DbError::from)?;
         rows.first()
             .map(Transcription::from_row)
-            .ok_or(ApiError::NotFound)
+            .ok_or(Error::NotFound)
     }
 
     /// A recording's transcriptions, newest first. An unknown or foreign recording is a 404.
@@ -324,7 +303,7 @@ impl Transcriptions {
         recording_id: Uuid,
         limit: i64,
         cursor: Option<&str>,
-    ) -> Result<Page, ApiError> {
+    ) -> Result<Page, Error> {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let owned = client
@@ -335,7 +314,7 @@ impl Transcriptions {
             .await
             .map_err(DbError::from)?;
         if owned.is_empty() {
-            return Err(ApiError::NotFound);
+            return Err(Error::NotFound);
         }
         let fetch = limit + 1;
         let rows = client
@@ -392,7 +371,7 @@ pub enum CallbackError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Queue(#[from] crate::queue::SendError),
+    Queue(#[from] crate::platform::queue::SendError),
 }
 
 /// Accepts an AssemblyAI callback for `transcription_id` presenting `secret`. The body's transcript
@@ -455,32 +434,6 @@ pub enum Advance {
     AwaitingCallback,
     /// A callback's hint did not check out against AssemblyAI.
     HintRejected,
-}
-
-/// A delivery that should be retried (the message is reported as a batch item failure). Its text
-/// may become the job's public `error`, so internal causes are logged where they happen and
-/// summarised here.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Retry(pub String);
-
-impl From<DbError> for Retry {
-    fn from(e: DbError) -> Self {
-        tracing::warn!(error = %e, "database error in a job");
-        Retry(match e {
-            DbError::Unavailable(_) => "the database was unavailable".to_owned(),
-            DbError::Query(_) => "a database query failed".to_owned(),
-        })
-    }
-}
-
-impl From<IdempotencyError> for Retry {
-    fn from(e: IdempotencyError) -> Self {
-        match e {
-            IdempotencyError::Store(e) => e.into(),
-            other => Retry(other.to_string()),
-        }
-    }
 }
 
 /// Another delivery holds the job's lease and will finish it; never a reason to fail the job.
@@ -1021,7 +974,7 @@ pub struct ReconcileReport {
 mod tests {
     use super::*;
 
-    fn request(v: Value) -> Result<NewTranscription, ApiError> {
+    fn request(v: Value) -> Result<NewTranscription, Error> {
         serde_json::from_value::<TranscriptionRequest>(v)
             .unwrap()
             .validate()
@@ -1038,9 +991,9 @@ mod tests {
         assert!(!retry.0.contains("neon"), "{}", retry.0);
     }
 
-    fn fields(e: ApiError) -> Vec<String> {
+    fn fields(e: Error) -> Vec<String> {
         match e {
-            ApiError::Validation(f) => f.into_iter().map(|f| f.field).collect(),
+            Error::Invalid(f) => f.into_iter().map(|f| f.field).collect(),
             other => panic!("{other:?}"),
         }
     }

@@ -257,7 +257,7 @@ impl Settings {
             .get("PARLEY_SECRET_ARN")
             .filter(|v| !v.trim().is_empty())
         {
-            let secret = crate::config::secrets::fetch(arn.trim())
+            let secret = crate::platform::settings::secrets::fetch(arn.trim())
                 .await
                 .map_err(|message| ConfigError {
                     problems: vec![Problem {
@@ -794,21 +794,9 @@ fn normalize_ssl_params(url: &str) -> String {
 pub mod secrets {
     use std::collections::HashMap;
 
-    use aws_config::BehaviorVersion;
-    use aws_smithy_http_client::tls;
-
     /// Fetches `arn` and returns its JSON object of string values. Errors never contain secret values.
     pub async fn fetch(arn: &str) -> Result<HashMap<String, String>, String> {
-        // ring-backed rustls: one TLS stack in every binary, and no C build for arm64 cross-compiles.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .load()
-            .await;
+        let config = crate::platform::aws::sdk_config().await;
         let client = aws_sdk_secretsmanager::Client::new(&config);
         let output = client
             .get_secret_value()

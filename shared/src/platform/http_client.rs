@@ -4,11 +4,13 @@
 //! message and never the key.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::platform::lambda::now_ms;
 
 /// Time kept back from the deadline for recording the outcome after the last attempt.
 const DEADLINE_RESERVE: Duration = Duration::from_millis(1_500);
@@ -168,26 +170,6 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client configuration is static")
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// The invocation deadline in ms since the epoch. Lambda sends exactly that; `cargo lambda watch`
-/// sends the timeout itself (e.g. `600000`), so a value too small to be a date is read as "this
-/// long from now". 0 stays 0 (unknown).
-pub fn effective_deadline(raw_ms: u64) -> u64 {
-    // 2001-09-09 in ms: no real deadline is earlier, no timeout is longer.
-    const EPOCH_FLOOR: u64 = 1_000_000_000_000;
-    if raw_ms == 0 || raw_ms >= EPOCH_FLOOR {
-        raw_ms
-    } else {
-        now_ms() + raw_ms
-    }
 }
 
 /// Time left before `deadline_ms` (ms since the epoch), less the reserve. 0 means "unknown": the
@@ -456,15 +438,6 @@ mod tests {
             SecretString::from("sk_live_abcdef123456"),
             |_| None,
         )
-    }
-
-    #[test]
-    fn deadlines_from_lambda_pass_and_relative_ones_are_anchored() {
-        let real = now_ms() + 5_000;
-        assert_eq!(effective_deadline(real), real);
-        assert_eq!(effective_deadline(0), 0);
-        let anchored = effective_deadline(60_000);
-        assert!(anchored >= now_ms() + 59_000 && anchored <= now_ms() + 60_000);
     }
 
     #[test]

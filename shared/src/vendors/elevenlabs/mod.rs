@@ -12,9 +12,11 @@ use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ElevenLabsSettings;
-use crate::tts::{AUDIO_LIMIT, OutputFormat, VoiceSettings, valid_voice_id};
-use crate::vendor::{self, Replay, RetryPolicy, VendorClient, VendorError, VendorMessage};
+use crate::platform::settings::ElevenLabsSettings;
+pub mod wire;
+
+use crate::platform::http_client::{Replay, RetryPolicy, VendorClient, VendorError, VendorMessage};
+use wire::{AUDIO_LIMIT, OutputFormat, VoiceSettings, valid_voice_id};
 
 pub const VENDOR: &str = "ElevenLabs";
 /// How long to wait for a concurrency slot before trying again.
@@ -173,8 +175,9 @@ impl ElevenLabs {
         );
         let needed = self.attempt_budget();
         let left = || {
-            (deadline_ms != 0)
-                .then(|| Duration::from_millis(deadline_ms.saturating_sub(vendor::now_ms())))
+            (deadline_ms != 0).then(|| {
+                Duration::from_millis(deadline_ms.saturating_sub(crate::platform::lambda::now_ms()))
+            })
         };
         if !may_start(left(), Duration::ZERO, needed) {
             return Err(SynthesisError::NotStarted {

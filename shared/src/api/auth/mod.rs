@@ -11,9 +11,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::config::SessionSettings;
-use crate::db::{self, DbPool, Type};
-use crate::http::ApiError;
+use crate::api::ApiError;
+use crate::platform::db::{self, DbPool, Type};
+use crate::platform::settings::SessionSettings;
 
 /// Cookie names Auth.js v5 and NextAuth v4 use, in the order we prefer them.
 pub const SESSION_COOKIES: [&str; 4] = [

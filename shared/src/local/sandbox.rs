@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::audio;
+use crate::platform::audio;
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -44,7 +44,7 @@ pub struct Running {
 pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Result<Running> {
     let state = Sandbox {
         jobs: Arc::default(),
-        http: crate::vendor::http_client(Duration::from_secs(10)),
+        http: crate::platform::http_client::http_client(Duration::from_secs(10)),
         processing_delay,
     };
     let app = Router::new()
@@ -328,7 +328,7 @@ async fn text_to_speech(
     let model = request["model_id"]
         .as_str()
         .unwrap_or("eleven_multilingual_v2");
-    if characters > crate::tts::character_limit(model).unwrap_or(10_000) {
+    if characters > crate::domain::speech::character_limit(model).unwrap_or(10_000) {
         return elevenlabs_error(
             StatusCode::BAD_REQUEST,
             "max_character_limit_exceeded",
@@ -336,7 +336,7 @@ async fn text_to_speech(
         );
     }
     let format = q.output_format.as_deref().unwrap_or("mp3_44100_128");
-    let Some(spec) = crate::tts::OutputFormat::parse(format) else {
+    let Some(spec) = crate::domain::speech::OutputFormat::parse(format) else {
         return elevenlabs_error(
             StatusCode::BAD_REQUEST,
             "invalid_output_format",
@@ -346,8 +346,8 @@ async fn text_to_speech(
     // Roughly 14 characters a second, like unhurried speech, and at least half a second.
     let seconds = (characters as f64 / 14.0).clamp(0.5, 120.0);
     let audio = match spec.codec {
-        crate::tts::Codec::Opus => silent_ogg_opus(seconds),
-        _ => match crate::tts::synthetic_audio(spec, seconds) {
+        crate::domain::speech::Codec::Opus => silent_ogg_opus(seconds),
+        _ => match crate::domain::speech::synthetic_audio(spec, seconds) {
             Some(audio) => audio,
             None => {
                 return elevenlabs_error(
@@ -551,7 +551,7 @@ mod tests {
     #[test]
     fn silent_opus_is_a_valid_ogg_opus_stream_of_the_asked_length() {
         let bytes = silent_ogg_opus(2.5);
-        assert!(crate::audio::matches("opus", &bytes));
+        assert!(crate::platform::audio::matches("opus", &bytes));
         // The reader checks every page's CRC and the packet boundaries.
         let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(bytes));
         let head = reader.read_packet_expected().unwrap();

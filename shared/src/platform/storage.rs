@@ -10,10 +10,9 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_smithy_http_client::tls;
 use secrecy::ExposeSecret;
 
-use crate::config::StorageSettings;
+use crate::platform::settings::StorageSettings;
 
 /// A request the client must make exactly as given: method, URL and every header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,12 +73,6 @@ impl Storage {
             None,
             "parley-r2",
         );
-        // ring-backed rustls with the same TLS stack as the database; no C build for arm64.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("auto"))
@@ -88,7 +81,7 @@ impl Storage {
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .http_client(http)
+            .http_client(crate::platform::aws::https_client())
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))

@@ -9,13 +9,12 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use aws_smithy_http_client::tls;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::db::{self, DbError, DbPool, Type};
+use crate::platform::db::{self, DbError, DbPool, Type};
 
 /// Advance transcription `transcription_id`. Sent when it is created, by the AssemblyAI callback
 /// and by the reconciler; the worker decides what to do from the row, so every copy is harmless.
@@ -55,23 +54,7 @@ pub struct JobQueue {
 /// An SQS client from the standard AWS environment (`AWS_REGION`, the Lambda role's credentials,
 /// `AWS_ENDPOINT_URL_SQS` locally), on the same ring-backed rustls as everything else.
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(6))
-                .build(),
-        )
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(&crate::platform::aws::sdk_config().await)
 }
 
 impl JobQueue {
@@ -256,9 +239,9 @@ where
     O: Debug,
     E: Display,
 {
-    let deadline_ms = crate::vendor::effective_deadline(event.context.deadline);
+    let deadline_ms = crate::platform::lambda::effective_deadline(event.context.deadline);
     let request_id = event.context.request_id.clone();
-    let cold_start = crate::telemetry::take_cold_start();
+    let cold_start = crate::platform::telemetry::take_cold_start();
     let records = event.payload.records.len();
     let process = &process;
     let response = run_batch(

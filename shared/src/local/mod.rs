@@ -5,6 +5,8 @@
 //! and delete the messages not reported in `batchItemFailures`. A failed message is left alone and
 //! comes back after its visibility timeout; after `maxReceiveCount` receives moto moves it to the DLQ.
 
+pub mod sandbox;
+
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
@@ -76,14 +78,8 @@ pub struct PumpPass {
 
 /// An SQS client for moto (or any endpoint) with static test credentials.
 pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    use aws_smithy_http_client::tls;
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let config = aws_sdk_sqs::Config::builder()
-        .http_client(http)
+        .http_client(crate::platform::aws::https_client())
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new(REGION))
         .endpoint_url(endpoint)
@@ -307,7 +303,7 @@ pub async fn run(
     scheduled: Vec<String>,
     schedule_every: Duration,
 ) {
-    let http = crate::vendor::http_client(Duration::from_secs(900));
+    let http = crate::platform::http_client::http_client(Duration::from_secs(900));
     let mut next_schedule = tokio::time::Instant::now() + schedule_every;
     loop {
         for route in &routes {

@@ -13,7 +13,7 @@ use deadpool_postgres::{
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 
-use crate::config::DatabaseSettings;
+use crate::platform::settings::DatabaseSettings;
 
 pub use deadpool_postgres::{Client, Pool as DbPool};
 pub use tokio_postgres::types::Type;

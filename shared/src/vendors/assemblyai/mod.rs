@@ -4,8 +4,8 @@
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AssemblyAiSettings, VendorSettings};
-use crate::vendor::{Replay, VendorClient, VendorError, VendorMessage};
+use crate::platform::http_client::{Replay, VendorClient, VendorError, VendorMessage};
+use crate::platform::settings::{AssemblyAiSettings, VendorSettings};
 
 pub const VENDOR: &str = "AssemblyAI";
 /// The header AssemblyAI echoes on its callback; its value is the job's secret.

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::http::{ApiError, FieldError};
+use crate::domain::{Error, FieldError};
 
 type HmacSha256 = Hmac<Sha256>;
 const TAG_LEN: usize = 16;
@@ -71,12 +71,12 @@ impl Cursors {
         &self,
         owner: i32,
         cursor: Option<&str>,
-    ) -> Result<(Option<OffsetDateTime>, Option<Uuid>), ApiError> {
+    ) -> Result<(Option<OffsetDateTime>, Option<Uuid>), Error> {
         let Some(cursor) = cursor else {
             return Ok((None, None));
         };
         let position = self.decode(owner, cursor).ok_or_else(|| {
-            ApiError::Validation(vec![FieldError::new(
+            Error::Invalid(vec![FieldError::new(
                 "cursor",
                 "is not a cursor this API issued to you",
             )])
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!((items, next), (vec![1, 2], None));
         assert_eq!(c.after(7, None).unwrap(), (None, None));
         match c.after(8, Some(&c.encode(7, at(1)))) {
-            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "cursor"),
+            Err(Error::Invalid(errors)) => assert_eq!(errors[0].field, "cursor"),
             other => panic!("{other:?}"),
         }
     }

@@ -1,19 +1,19 @@
 //! What every function builds once per cold start: settings, logging, the pool and the HTTP policy.
 
-use crate::assemblyai::AssemblyAi;
-use crate::auth::Sessions;
-use crate::config::{ConfigError, Settings};
-use crate::db::{self, DbPool};
-use crate::elevenlabs::ElevenLabs;
-use crate::http::{Cors, Http};
-use crate::idempotency::{self, Idempotency};
-use crate::pagination::Cursors;
-use crate::queue::JobQueue;
-use crate::recordings::Recordings;
-use crate::storage::Storage;
-use crate::telemetry;
-use crate::transcriptions::{TranscriptionWorker, Transcriptions};
-use crate::tts::jobs::{TtsJobs, TtsWorker};
+use crate::api::auth::Sessions;
+use crate::api::{Cors, Http};
+use crate::domain::paging::Cursors;
+use crate::domain::recordings::Recordings;
+use crate::domain::speech::jobs::{TtsJobs, TtsWorker};
+use crate::domain::transcriptions::{TranscriptionWorker, Transcriptions};
+use crate::platform::db::{self, DbPool};
+use crate::platform::idempotency::{self, Idempotency};
+use crate::platform::queue::JobQueue;
+use crate::platform::settings::{ConfigError, Settings};
+use crate::platform::storage::Storage;
+use crate::platform::telemetry;
+use crate::vendors::assemblyai::AssemblyAi;
+use crate::vendors::elevenlabs::ElevenLabs;
 
 /// Shared state for one execution environment.
 #[derive(Debug, Clone)]
@@ -61,7 +61,7 @@ impl App {
     /// The AssemblyAI client; init fails without a key.
     pub fn assemblyai(&self) -> Result<AssemblyAi, ConfigError> {
         let settings = self.settings.require_assemblyai()?;
-        let http = crate::vendor::http_client(self.settings.vendors.timeout);
+        let http = crate::platform::http_client::http_client(self.settings.vendors.timeout);
         Ok(AssemblyAi::new(settings, &self.settings.vendors, http))
     }
 
@@ -118,7 +118,7 @@ impl App {
             return Err(ConfigError { problems });
         }
         let elevenlabs = self.settings.require_elevenlabs()?;
-        let http = crate::vendor::http_client(elevenlabs.timeout);
+        let http = crate::platform::http_client::http_client(elevenlabs.timeout);
         Ok(TtsWorker::new(
             self.db.clone(),
             Storage::new(self.settings.require_storage()?),

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{self, DbError, DbPool, Type};
-use crate::http::{ApiError, FieldError};
-use crate::pagination::{Cursors, Position};
-use crate::storage::{Presigned, Storage, StorageError};
+use crate::domain::paging::{Cursors, Position};
+use crate::domain::{Error, FieldError};
+use crate::platform::db::{self, DbError, DbPool, Type};
+use crate::platform::storage::{Presigned, Storage, StorageError};
 
 /// Uploads must start within this window; R2 and S3 allow far longer, which is the risk.
 pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
@@ -40,15 +40,6 @@ pub const AUDIO_TYPES: &[(&str, &str)] = &[
     ("audio/flac", "flac"),
     ("audio/x-flac", "flac"),
 ];
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Unavailable(cause) => ApiError::Unavailable(cause),
-            StorageError::Failed(cause) => ApiError::Internal(cause),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,7 +122,7 @@ pub struct NewUpload {
 
 impl UploadRequest {
     /// Checks every field, reporting all that are wrong (422).
-    pub fn validate(self, max_bytes: u64) -> Result<NewUpload, ApiError> {
+    pub fn validate(self, max_bytes: u64) -> Result<NewUpload, Error> {
         let mut errors = Vec::new();
         let wanted = self.content_type.trim().to_ascii_lowercase();
         let kind = AUDIO_TYPES.iter().find(|(t, _)| *t == wanted);
@@ -165,7 +156,7 @@ impl UploadRequest {
                 size_bytes: self.size_bytes,
                 file_name,
             }),
-            _ => Err(ApiError::Validation(errors)),
+            _ => Err(Error::Invalid(errors)),
         }
     }
 }
@@ -258,7 +249,7 @@ impl Recordings {
     }
 
     /// Creates the row and a presigned PUT pinned to the declared type and size.
-    pub async fn create_upload(&self, owner: i32, upload: NewUpload) -> Result<Upload, ApiError> {
+    pub async fn create_upload(&self, owner: i32, upload: NewUpload) -> Result<Upload, Error> {
         let id = Uuid::now_v7();
         let key = format!("users/{owner}/recordings/{id}.{}", upload.extension);
         // Sign first: if that fails, no row is left behind.
@@ -296,7 +287,7 @@ impl Recordings {
         })
     }
 
-    async fn find(&self, owner: i32, id: Uuid) -> Result<Recording, ApiError> {
+    async fn find(&self, owner: i32, id: Uuid) -> Result<Recording, Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -305,9 +296,7 @@ impl Recordings {
             )
             .await
             .map_err(DbError::from)?;
-        rows.first()
-            .map(Recording::from_row)
-            .ok_or(ApiError::NotFound)
+        rows.first().map(Recording::from_row).ok_or(Error::NotFound)
     }
 
     async fn set_status(
@@ -318,7 +307,7 @@ impl Recordings {
         size: Option<i64>,
         duration: Option<f64>,
         reason: Option<&str>,
-    ) -> Result<Option<Recording>, ApiError> {
+    ) -> Result<Option<Recording>, Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -343,16 +332,16 @@ impl Recordings {
 
     /// Verifies the uploaded object (size, type, magic bytes) and marks the recording ready, or deletes
     /// the object and marks it failed. Calling it again answers with the outcome already reached.
-    pub async fn complete(&self, owner: i32, id: Uuid) -> Result<Recording, ApiError> {
+    pub async fn complete(&self, owner: i32, id: Uuid) -> Result<Recording, Error> {
         let recording = self.find(owner, id).await?;
         match recording.status {
             Status::Ready => return Ok(recording),
             Status::Failed => return Err(failed(&recording)),
-            Status::Deleted => return Err(ApiError::NotFound),
+            Status::Deleted => return Err(Error::NotFound),
             Status::PendingUpload => {}
         }
         let Some(info) = self.storage.head(&recording.object_key).await? else {
-            return Err(ApiError::Conflict(
+            return Err(Error::Conflict(
                 "the upload has not arrived yet; PUT the file first".to_owned(),
             ));
         };
@@ -392,12 +381,7 @@ impl Recordings {
     }
 
     /// Newest first, `limit` at a time, continuing after `cursor`.
-    pub async fn list(
-        &self,
-        owner: i32,
-        limit: i64,
-        cursor: Option<&str>,
-    ) -> Result<Page, ApiError> {
+    pub async fn list(&self, owner: i32, limit: i64, cursor: Option<&str>) -> Result<Page, Error> {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let fetch = limit + 1;
@@ -427,7 +411,7 @@ impl Recordings {
     }
 
     /// The recording with a presigned download, as an attachment.
-    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Downloadable, ApiError> {
+    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Downloadable, Error> {
         let recording = self.find(owner, id).await?;
         let name = recording.file_name.clone().unwrap_or_else(|| {
             recording
@@ -455,7 +439,7 @@ impl Recordings {
 
     /// Marks the row deleted, removes the object, then the row. If R2 fails the row stays marked
     /// `deleted` (invisible to the owner) and the sweeper, or a repeated DELETE, finishes the job.
-    pub async fn delete(&self, owner: i32, id: Uuid) -> Result<(), ApiError> {
+    pub async fn delete(&self, owner: i32, id: Uuid) -> Result<(), Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -465,9 +449,9 @@ impl Recordings {
             )
             .await
             .map_err(DbError::from)?;
-        let key: String = rows.first().ok_or(ApiError::NotFound)?.get(0);
+        let key: String = rows.first().ok_or(Error::NotFound)?.get(0);
         drop(client);
-        self.finish_deletion(id, &key).await.map_err(ApiError::from)
+        self.finish_deletion(id, &key).await.map_err(Error::from)
     }
 
     async fn finish_deletion(&self, id: Uuid, key: &str) -> Result<(), DeletionError> {
@@ -487,11 +471,7 @@ impl Recordings {
     }
 
     /// Removes uploads left `pending_upload` past `abandoned_after`, and finishes deletions R2 refused.
-    pub async fn sweep(
-        &self,
-        abandoned_after: Duration,
-        batch: i64,
-    ) -> Result<SweepReport, ApiError> {
+    pub async fn sweep(&self, abandoned_after: Duration, batch: i64) -> Result<SweepReport, Error> {
         let client = db::client(&self.db).await?;
         // Claim abandoned uploads by marking them deleted, so the owner never sees a half-removed row.
         let abandoned = client
@@ -538,21 +518,21 @@ enum DeletionError {
     Db(DbError),
 }
 
-impl From<DeletionError> for ApiError {
+impl From<DeletionError> for Error {
     fn from(e: DeletionError) -> Self {
         match e {
             DeletionError::Storage(e) => {
                 // The row is already hidden and marked; the sweeper retries the object.
                 tracing::warn!(error = %e, "object deletion deferred to the sweeper");
-                ApiError::from(e)
+                Error::from(e)
             }
-            DeletionError::Db(e) => ApiError::from(e),
+            DeletionError::Db(e) => Error::from(e),
         }
     }
 }
 
-fn failed(recording: &Recording) -> ApiError {
-    ApiError::Validation(vec![FieldError::new(
+fn failed(recording: &Recording) -> Error {
+    Error::Invalid(vec![FieldError::new(
         "file",
         recording
             .failure_reason
@@ -564,7 +544,7 @@ fn failed(recording: &Recording) -> ApiError {
 /// Checks the object against the declaration; returns the duration when the header gives it.
 fn verify(
     recording: &Recording,
-    info: &crate::storage::ObjectInfo,
+    info: &crate::platform::storage::ObjectInfo,
     head: &[u8],
 ) -> Result<Option<f64>, String> {
     if info.size as i64 != recording.declared_size_bytes {
@@ -586,13 +566,13 @@ fn verify(
         .find(|(t, _)| *t == recording.content_type)
         .map(|(_, e)| *e)
         .unwrap_or("");
-    if !crate::audio::matches(extension, head) {
+    if !crate::platform::audio::matches(extension, head) {
         return Err(format!(
             "the file's bytes are not {}",
             recording.content_type
         ));
     }
-    Ok(crate::audio::duration_seconds(extension, head))
+    Ok(crate::platform::audio::duration_seconds(extension, head))
 }
 
 #[cfg(test)]
@@ -625,7 +605,7 @@ mod tests {
             file_name: Some("/".into()),
         };
         match request.validate(1000) {
-            Err(ApiError::Validation(errors)) => {
+            Err(Error::Invalid(errors)) => {
                 let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
                 assert_eq!(fields, vec!["content_type", "size_bytes", "file_name"]);
             }

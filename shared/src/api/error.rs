@@ -1,0 +1,215 @@
+//! Every error a handler can answer with, as RFC 9457 problem+json with a stable `type` per kind.
+
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::domain;
+pub use crate::domain::FieldError;
+use crate::platform::db::DbError;
+use crate::platform::http_client::VendorError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every error a handler can answer with. Each kind has a stable problem `type`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        field: Option<String>,
+    },
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// A webhook whose shared secret or signature is missing or wrong.
+    #[error("the callback's credentials are missing or wrong")]
+    BadCallbackCredentials,
+    /// A vendor refused a request for a reason that retrying will not fix.
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(cause) => ApiError::Unavailable(cause),
+            DbError::Query(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<VendorError> for ApiError {
+    fn from(e: VendorError) -> Self {
+        if e.is_transient() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::BadGateway(e.to_string())
+        }
+    }
+}
+
+impl From<domain::Error> for ApiError {
+    fn from(e: domain::Error) -> Self {
+        match e {
+            domain::Error::Invalid(fields) => ApiError::Validation(fields),
+            domain::Error::NotFound => ApiError::NotFound,
+            domain::Error::Conflict(detail) => ApiError::Conflict(detail),
+            domain::Error::Rejected(cause) => ApiError::BadGateway(cause),
+            domain::Error::Unavailable(cause) => ApiError::Unavailable(cause),
+            domain::Error::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadCallbackCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable slug of this kind; the problem `type` is `tag:parley.dev,2026:problem:<slug>`.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "malformed-request",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::Validation(_) => "validation-failed",
+            ApiError::BadCallbackCredentials => "invalid-callback-credentials",
+            ApiError::BadGateway(_) => "vendor-error",
+            ApiError::Unavailable(_) => "service-unavailable",
+            ApiError::Internal(_) => "internal-error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "Malformed request",
+            ApiError::Unauthenticated => "Authentication required",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound => "Not found",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PayloadTooLarge { .. } => "Payload too large",
+            ApiError::UnsupportedMediaType => "Unsupported media type",
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::BadCallbackCredentials => "Invalid callback credentials",
+            ApiError::BadGateway(_) => "Vendor error",
+            ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// What the client may read. Causes of 5xx stay in our logs.
+    fn public_detail(&self) -> String {
+        match self {
+            ApiError::Unauthenticated => "a valid session is required".to_owned(),
+            ApiError::NotFound => "no such resource".to_owned(),
+            ApiError::Validation(_) => "one or more fields are invalid".to_owned(),
+            ApiError::Unavailable(_) => "a dependency is unavailable; retry shortly".to_owned(),
+            ApiError::Internal(_) => "an unexpected error occurred".to_owned(),
+            ApiError::BadGateway(_) => "an upstream vendor refused the request".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The RFC 9457 response. Server-side causes are logged here, once, never sent.
+    pub fn to_response(&self, request_id: &str) -> Response<Body> {
+        match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(request_id, cause = %cause, "internal error")
+            }
+            ApiError::BadGateway(cause) => {
+                tracing::warn!(request_id, cause = %cause, "vendor refused")
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(request_id, cause = %cause, "dependency unavailable")
+            }
+            _ => {}
+        }
+        let mut problem = serde_json::json!({
+            "type": format!("tag:parley.dev,2026:problem:{}", self.slug()),
+            "title": self.title(),
+            "status": self.status().as_u16(),
+            "detail": self.public_detail(),
+            "request_id": request_id,
+        });
+        match self {
+            ApiError::Validation(errors) => problem["errors"] = serde_json::json!(errors),
+            ApiError::BadRequest {
+                field: Some(field), ..
+            } => {
+                problem["errors"] =
+                    serde_json::json!([FieldError::new(field.clone(), self.to_string())])
+            }
+            _ => {}
+        }
+        let mut response = Response::builder()
+            .status(self.status())
+            .header(header::CONTENT_TYPE, PROBLEM_JSON)
+            .body(Body::Text(problem.to_string()))
+            .expect("static parts are valid");
+        if matches!(self, ApiError::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if matches!(self, ApiError::Unauthenticated) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
+    let body = serde_json::to_string(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(body))
+        .expect("static parts are valid"))
+}
+
+/// An empty 204.
+pub fn no_content() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::Empty)
+        .expect("static parts are valid")
+}

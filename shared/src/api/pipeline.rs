@@ -1,0 +1,308 @@
+//! The request pipeline every API function runs: body limits and content type, CORS, CSRF,
+//! security headers and the one log line per request.
+
+use std::future::Future;
+use std::time::Instant;
+
+use http::Method;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use crate::api::auth::{self, TokenSource};
+use crate::api::error::{ApiError, ApiResult, no_content};
+
+fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The origins allowed to call with credentials, and the one place CORS headers are decided.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    origins: Vec<String>,
+}
+
+const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
+const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key";
+
+impl Cors {
+    pub fn new(origins: Vec<String>) -> Self {
+        Cors { origins }
+    }
+
+    /// The request's `Origin`, if it is on the allow-list (compared exactly, case-insensitively).
+    pub fn allowed_origin<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+        self.origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+            .then_some(origin)
+    }
+}
+
+/// Per-function HTTP policy: built once per cold start, wraps every request.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub function: &'static str,
+    pub cors: Cors,
+    pub max_body_bytes: usize,
+}
+
+impl Http {
+    pub fn new(function: &'static str, cors: Cors, max_body_bytes: usize) -> Self {
+        Http {
+            function,
+            cors,
+            max_body_bytes,
+        }
+    }
+
+    /// Runs `handler` under Parley's conventions and never fails: every error becomes problem+json.
+    pub async fn serve<F, Fut>(
+        &self,
+        req: Request,
+        handler: F,
+    ) -> Result<Response<Body>, lambda_http::Error>
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = ApiResult>,
+    {
+        let started = Instant::now();
+        let cold_start = crate::platform::telemetry::take_cold_start();
+        let request_id = req
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default();
+        let method = req.method().clone();
+        let path = req.raw_http_path().to_owned();
+        let route = req
+            .request_context_ref()
+            .and_then(|c| match c {
+                lambda_http::request::RequestContext::ApiGatewayV2(c) => c.route_key.clone(),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .unwrap_or_default();
+        let origin = self.cors.allowed_origin(req.headers()).map(str::to_owned);
+
+        let outcome = if method == Method::OPTIONS {
+            self.preflight(&req, origin.as_deref())
+        } else {
+            match self.admit(&req, origin.as_deref()) {
+                Ok(()) => handler(req).await,
+                Err(e) => Err(e),
+            }
+        };
+        let mut response = outcome.unwrap_or_else(|e| e.to_response(&request_id));
+        apply_headers(response.headers_mut(), origin.as_deref());
+
+        tracing::info!(
+            request_id,
+            function = self.function,
+            cold_start,
+            method = %method,
+            route,
+            path,
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        Ok(response)
+    }
+
+    /// Checks that apply before any handler runs: body size and type, and CSRF for cookie sessions.
+    fn admit(&self, req: &Request, origin: Option<&str>) -> Result<(), ApiError> {
+        let body: &[u8] = req.body().as_ref();
+        if body.len() > self.max_body_bytes {
+            return Err(ApiError::PayloadTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        if !body.is_empty() && !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let cookie_session = matches!(auth::credentials(req.headers()), Some(c) if matches!(c.source, TokenSource::Cookie(_)));
+        if changes_state && cookie_session && origin.is_none() {
+            // Cookies ride along on cross-site requests; the Origin header is what a browser can't fake.
+            return Err(ApiError::Forbidden(
+                "a cookie-authenticated request that changes state must carry an allowed Origin header".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn preflight(&self, req: &Request, origin: Option<&str>) -> ApiResult {
+        if !req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            let mut response = no_content();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            return Ok(response);
+        }
+        if origin.is_none() {
+            return Err(ApiError::Forbidden("origin not allowed".to_owned()));
+        }
+        let mut response = no_content();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOWED_METHODS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        Ok(response)
+    }
+}
+
+/// Security headers on every response, and CORS headers only for an allowed origin (never `*`).
+fn apply_headers(headers: &mut HeaderMap, origin: Option<&str>) {
+    const FIXED: &[(HeaderName, &str)] = &[
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
+        (header::REFERRER_POLICY, "no-referrer"),
+        // Every answer is per-user or live state; nothing may be cached by a browser or a proxy.
+        (header::CACHE_CONTROL, "no-store"),
+        (header::VARY, "Origin"),
+    ];
+    for (name, value) in FIXED {
+        headers.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PROBLEM_JSON, parse_json};
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(
+                is_json_content_type(Some(&HeaderValue::from_static(ok))),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "json",
+        ] {
+            assert!(
+                !is_json_content_type(Some(&HeaderValue::from_static(bad))),
+                "{bad}"
+            );
+        }
+        assert!(!is_json_content_type(None));
+    }
+
+    #[test]
+    fn problems_have_a_stable_type_and_hide_internal_causes() {
+        let response =
+            ApiError::Internal("connection string postgres://secret".into()).to_response("req-1");
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["type"], "tag:parley.dev,2026:problem:internal-error");
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["request_id"], "req-1");
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    fn problem_for(body: &str) -> serde_json::Value {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Settings {
+            speed: f64,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Input {
+            size_bytes: u64,
+            settings: Option<Settings>,
+        }
+        let req = http::Request::builder().body(Body::from(body)).unwrap();
+        let err = parse_json::<Input>(&req).unwrap_err();
+        serde_json::from_slice(err.to_response("r").body().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn json_with_a_bad_field_is_a_422_naming_the_field() {
+        for (body, field, says) in [
+            (r#"{"size_bytes":"big"}"#, "size_bytes", "invalid type"),
+            (r#"{}"#, "size_bytes", "missing field `size_bytes`"),
+            (
+                r#"{"size_bytes":1,"key":"x"}"#,
+                "key",
+                "unknown field `key`",
+            ),
+            (
+                r#"{"size_bytes":1,"settings":{}}"#,
+                "settings.speed",
+                "missing field `speed`",
+            ),
+            (r#""text""#, "body", "invalid type"),
+        ] {
+            let problem = problem_for(body);
+            assert_eq!(problem["status"], 422, "{body}");
+            assert_eq!(problem["errors"][0]["field"], field, "{body}");
+            let message = problem["errors"][0]["message"].as_str().unwrap();
+            assert!(message.starts_with(says), "{body}: {message}");
+            assert!(!message.contains(" at line "), "{message}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_a_400() {
+        for body in [
+            r#"{"size_bytes":"#,
+            "size_bytes=1",
+            r#"{"size_bytes":1} trailing"#,
+        ] {
+            let problem = problem_for(body);
+            assert_eq!(problem["status"], 400, "{body}");
+            assert!(problem["errors"].is_null(), "{body}");
+        }
+    }
+}

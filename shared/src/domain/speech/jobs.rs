@@ -1,0 +1,529 @@
+//! Speech jobs: `POST /api/tts` queues one, `tts-worker` speaks it into R2, `GET /api/tts/{id}`
+//! hands back a presigned link. A checkpoint before the paid call means a job is never paid twice.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{NewTts, OutputFormat, VoiceSettings};
+use crate::domain::Error;
+use crate::domain::jobs::{Pending, Retry, Status};
+use crate::platform::db::{self, DbError, DbPool, Type};
+use crate::platform::http_client::VendorError;
+use crate::platform::idempotency::{Claim, Idempotency, IdempotencyError};
+use crate::platform::queue::{Delivery, JobQueue, TtsJob};
+use crate::platform::storage::Storage;
+use crate::vendors::elevenlabs::{ElevenLabs, SpeechRequest, SynthesisError};
+
+/// Idempotency scope of the synthesis lease; the key is the job id, the payload `{"tts_id": id}`.
+pub const SYNTH_SCOPE: &str = "tts-worker:synthesize";
+const AUDIO_URL_TTL: Duration = Duration::from_secs(3600);
+
+/// A speech job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tts {
+    pub id: Uuid,
+    pub status: Status,
+    pub characters: i32,
+    pub voice_id: String,
+    pub model_id: String,
+    pub output_format: String,
+    pub content_type: Option<String>,
+    pub size_bytes: Option<i64>,
+    /// A presigned download (`attachment; filename="speech-<id>.<ext>"`), once `completed`.
+    pub audio_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub audio_url_expires_at: Option<OffsetDateTime>,
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    #[serde(skip)]
+    pub object_key: Option<String>,
+}
+
+const COLUMNS: &str = "id, status, characters, voice_id, model_id, output_format, content_type, \
+                       size_bytes, error, created_at, updated_at, completed_at, object_key";
+
+impl Tts {
+    fn from_row(row: &tokio_postgres::Row) -> Tts {
+        Tts {
+            id: row.get(0),
+            status: Status::parse(row.get(1)),
+            characters: row.get(2),
+            voice_id: row.get(3),
+            model_id: row.get(4),
+            output_format: row.get(5),
+            content_type: row.get(6),
+            size_bytes: row.get(7),
+            audio_url: None,
+            audio_url_expires_at: None,
+            error: row.get(8),
+            created_at: row.get(9),
+            updated_at: row.get(10),
+            completed_at: row.get(11),
+            object_key: row.get(12),
+        }
+    }
+}
+
+/// The API side.
+#[derive(Debug, Clone)]
+pub struct TtsJobs {
+    db: DbPool,
+    storage: Storage,
+    queue: JobQueue,
+}
+
+impl TtsJobs {
+    pub fn new(db: DbPool, storage: Storage, queue: JobQueue) -> Self {
+        TtsJobs { db, storage, queue }
+    }
+
+    /// Stores a queued job and enqueues it; if the queue is down the reconciler sends it.
+    pub async fn create(&self, owner: i32, request: NewTts) -> Result<Tts, Error> {
+        let id = Uuid::now_v7();
+        let settings = request
+            .voice_settings
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let characters = i32::try_from(request.characters)
+            .map_err(|_| Error::Internal("character count overflow".into()))?;
+        let client = db::client(&self.db).await?;
+        let rows = client
+            .query_typed(
+                &format!(
+                    "INSERT INTO tts_jobs (id, owner_id, status, text, characters, voice_id, model_id,
+                                           output_format, voice_settings, content_type)
+                     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9)
+                     RETURNING {COLUMNS}"
+                ),
+                &[
+                    (&id, Type::UUID),
+                    (&owner, Type::INT4),
+                    (&request.text, Type::TEXT),
+                    (&characters, Type::INT4),
+                    (&request.voice_id, Type::TEXT),
+                    (&request.model_id, Type::TEXT),
+                    (&request.output_format.name, Type::TEXT),
+                    (&settings, Type::JSONB),
+                    (&request.output_format.content_type(), Type::TEXT),
+                ],
+            )
+            .await
+            .map_err(DbError::from)?;
+        let tts = Tts::from_row(rows.first().ok_or(Error::Internal("no row".into()))?);
+        drop(client);
+        self.queue
+            .send_and_mark(&self.db, MARK_SENT, id, &TtsJob { tts_id: id })
+            .await;
+        Ok(tts)
+    }
+
+    /// The owner's job, with a presigned link to the audio once it is there.
+    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Tts, Error> {
+        let client = db::client(&self.db).await?;
+        let rows = client
+            .query_typed(
+                &format!("SELECT {COLUMNS} FROM tts_jobs WHERE id = $1 AND owner_id = $2"),
+                &[(&id, Type::UUID), (&owner, Type::INT4)],
+            )
+            .await
+            .map_err(DbError::from)?;
+        let mut tts = rows.first().map(Tts::from_row).ok_or(Error::NotFound)?;
+        drop(client);
+        if let (Status::Completed, Some(key)) = (tts.status, tts.object_key.as_deref()) {
+            let format = OutputFormat::parse(&tts.output_format);
+            let extension = format.map_or("bin", |f| f.extension());
+            let content_type = tts
+                .content_type
+                .as_deref()
+                .or(format.map(|f| f.content_type()))
+                .unwrap_or("application/octet-stream");
+            let presigned = self
+                .storage
+                .presign_get(
+                    key,
+                    &format!("speech-{}.{extension}", tts.id),
+                    content_type,
+                    AUDIO_URL_TTL,
+                )
+                .await?;
+            tts.audio_url = Some(presigned.url);
+            tts.audio_url_expires_at = Some(OffsetDateTime::now_utc() + AUDIO_URL_TTL);
+        }
+        Ok(tts)
+    }
+}
+
+/// Records that a job's message went (the outbox's mark).
+const MARK_SENT: &str =
+    "UPDATE tts_jobs SET message_sent_at = now(), updated_at = now() WHERE id = $1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advance {
+    Gone,
+    AlreadyFinal,
+    Completed { object_key: String },
+    Failed { reason: String },
+}
+
+struct JobRow {
+    status: Status,
+    owner: i32,
+    text: Option<String>,
+    voice_id: String,
+    model_id: String,
+    output_format: String,
+    voice_settings: Option<Value>,
+    synth_started: bool,
+}
+
+/// Where a job's audio lives: fixed, so a later delivery can find audio an earlier one stored.
+pub fn audio_key(owner: i32, id: Uuid, format: OutputFormat) -> String {
+    format!("users/{owner}/tts/{id}.{}", format.extension())
+}
+
+/// The worker and its reconciler.
+#[derive(Debug, Clone)]
+pub struct TtsWorker {
+    db: DbPool,
+    storage: Storage,
+    vendor: ElevenLabs,
+    idempotency: Idempotency,
+    queue: JobQueue,
+    max_receive_count: u32,
+}
+
+impl TtsWorker {
+    pub fn new(
+        db: DbPool,
+        storage: Storage,
+        vendor: ElevenLabs,
+        idempotency: Idempotency,
+        queue: JobQueue,
+        max_receive_count: u32,
+    ) -> Self {
+        TtsWorker {
+            db,
+            storage,
+            vendor,
+            idempotency,
+            queue,
+            max_receive_count,
+        }
+    }
+
+    pub async fn process(
+        &self,
+        job: &TtsJob,
+        delivery: &Delivery,
+        deadline_ms: u64,
+    ) -> Result<Advance, Retry> {
+        match self.advance(job.tts_id, deadline_ms).await {
+            Ok(advance) => Ok(advance),
+            // Even on the last delivery: failing the job could discard audio being paid for now.
+            Err(Pending::Held) => Err(Retry("another delivery is synthesizing this job".into())),
+            Err(Pending::Retry(Retry(reason)))
+                if delivery.receive_count >= self.max_receive_count =>
+            {
+                let reason = format!(
+                    "gave up after {} attempts: {reason}",
+                    delivery.receive_count
+                );
+                if let Err(e) = self.fail(job.tts_id, &reason).await {
+                    tracing::error!(tts_id = %job.tts_id, error = %e, "could not mark the job failed");
+                }
+                Err(Retry(reason))
+            }
+            Err(Pending::Retry(retry)) => Err(retry),
+        }
+    }
+
+    async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
+        let client = db::client(&self.db).await?;
+        let rows = client
+            .query_typed(
+                "SELECT status, owner_id, text, voice_id, model_id, output_format, voice_settings,
+                        synth_started_at IS NOT NULL
+                 FROM tts_jobs WHERE id = $1",
+                &[(&id, Type::UUID)],
+            )
+            .await?;
+        Ok(rows.first().map(|r| JobRow {
+            status: Status::parse(r.get(0)),
+            owner: r.get(1),
+            text: r.get(2),
+            voice_id: r.get(3),
+            model_id: r.get(4),
+            output_format: r.get(5),
+            voice_settings: r.get(6),
+            synth_started: r.get(7),
+        }))
+    }
+
+    async fn advance(&self, id: Uuid, deadline_ms: u64) -> Result<Advance, Pending> {
+        let Some(row) = self.load(id).await? else {
+            return Ok(Advance::Gone);
+        };
+        if matches!(row.status, Status::Completed | Status::Failed) {
+            return Ok(Advance::AlreadyFinal);
+        }
+        let payload = json!({ "tts_id": id });
+        let lease = match self
+            .idempotency
+            .claim(SYNTH_SCOPE, &id.to_string(), &payload, deadline_ms)
+            .await
+        {
+            Ok(Claim::Acquired(lease)) => lease,
+            Ok(Claim::Completed(_)) => return Ok(Advance::AlreadyFinal),
+            Err(IdempotencyError::AlreadyInProgress) => return Err(Pending::Held),
+            Err(e) => return Err(e.into()),
+        };
+        let outcome = self.advance_claimed(id, row, deadline_ms).await;
+        // A settled job keeps the record, so no later delivery pays again; a retry frees it for
+        // the next delivery, which finds any stored audio through the checkpoint.
+        let kept = match &outcome {
+            Ok(_) => self.idempotency.complete(lease, &payload).await,
+            Err(_) => self.idempotency.release(lease).await,
+        };
+        if let Err(e) = kept {
+            tracing::warn!(tts_id = %id, error = %e, "could not settle the synthesis record");
+        }
+        Ok(outcome?)
+    }
+
+    /// The job's next step, with the synthesis lease held.
+    async fn advance_claimed(
+        &self,
+        id: Uuid,
+        row: JobRow,
+        deadline_ms: u64,
+    ) -> Result<Advance, Retry> {
+        let format = OutputFormat::parse(&row.output_format)
+            .ok_or_else(|| Retry(format!("unknown output format {}", row.output_format)))?;
+        let key = audio_key(row.owner, id, format);
+        if row.synth_started {
+            return self.resume(id, &key, format).await;
+        }
+        let client = db::client(&self.db).await?;
+        let claimed = client
+            .query_typed(
+                "UPDATE tts_jobs SET synth_started_at = now(), status = 'processing', updated_at = now()
+                 WHERE id = $1 AND status = 'queued' AND synth_started_at IS NULL RETURNING 1",
+                &[(&id, Type::UUID)],
+            )
+            .await
+            .map_err(DbError::from)?;
+        drop(client);
+        if claimed.is_empty() {
+            return Ok(Advance::AlreadyFinal);
+        }
+        let voice_settings: Option<VoiceSettings> = row
+            .voice_settings
+            .and_then(|v| serde_json::from_value(v).ok());
+        let request = SpeechRequest {
+            text: row.text.unwrap_or_default(),
+            model_id: row.model_id,
+            voice_settings,
+        };
+        match self
+            .vendor
+            .synthesize(&row.voice_id, format, &request, deadline_ms)
+            .await
+        {
+            Ok(speech) => {
+                let size = speech.audio.len() as i64;
+                match self.store(&key, speech.audio, format.content_type()).await {
+                    Ok(()) => {
+                        self.complete(
+                            id,
+                            &key,
+                            size,
+                            format.content_type(),
+                            speech.request_id.as_deref(),
+                        )
+                        .await
+                    }
+                    Err(reason) => {
+                        let reason = format!("the audio could not be stored: {reason}");
+                        self.fail(id, &reason).await?;
+                        Ok(Advance::Failed { reason })
+                    }
+                }
+            }
+            Err(e) if e.certainly_not_processed() => {
+                self.undo_checkpoint(id).await?;
+                if e.is_transient() {
+                    Err(Retry(e.to_string()))
+                } else {
+                    let reason = vendor_reason(&e);
+                    self.fail(id, &reason).await?;
+                    Ok(Advance::Failed { reason })
+                }
+            }
+            Err(e) => {
+                let reason = format!(
+                    "{e}; the request may have been billed, so it is not repeated; request it again"
+                );
+                self.fail(id, &reason).await?;
+                Ok(Advance::Failed { reason })
+            }
+        }
+    }
+
+    /// A synthesis started and no delivery holds it any more. If its audio reached R2 (only
+    /// recording it failed), the job completes from the object; otherwise the audio is lost
+    /// with the process that made it, and calling again could pay twice, so the job ends here.
+    async fn resume(&self, id: Uuid, key: &str, format: OutputFormat) -> Result<Advance, Retry> {
+        let stored = self
+            .storage
+            .head(key)
+            .await
+            .map_err(|e| Retry(format!("could not look for stored audio: {e}")))?;
+        if let Some(object) = stored {
+            tracing::info!(tts_id = %id, key, "completing from audio stored by an earlier delivery");
+            let size = i64::try_from(object.size).unwrap_or(i64::MAX);
+            return self
+                .complete(id, key, size, format.content_type(), None)
+                .await;
+        }
+        let reason = "speech synthesis was interrupted after the request was sent to ElevenLabs \
+                      and no audio was stored; it is not repeated, so it is never paid twice; \
+                      request it again";
+        self.fail(id, reason).await?;
+        Ok(Advance::Failed {
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// The audio is paid for: try hard to keep it. Every attempt shares the one buffer.
+    async fn store(&self, key: &str, audio: Vec<u8>, content_type: &str) -> Result<(), String> {
+        const ATTEMPTS: u64 = 3;
+        let audio = bytes::Bytes::from(audio);
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match self.storage.put_new(key, audio.clone(), content_type).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    last = e.to_string();
+                    tracing::warn!(key, attempt, error = %last, "storing speech failed");
+                    if attempt < ATTEMPTS {
+                        tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Records the stored audio. Only a job still `processing` completes; if nothing was
+    /// updated, another outcome was recorded first and this one is not reported.
+    async fn complete(
+        &self,
+        id: Uuid,
+        key: &str,
+        size: i64,
+        content_type: &str,
+        request_id: Option<&str>,
+    ) -> Result<Advance, Retry> {
+        let client = db::client(&self.db).await?;
+        let updated = client
+            .query_typed(
+                "UPDATE tts_jobs SET status = 'completed', object_key = $2, size_bytes = $3, content_type = $4,
+                        vendor_request_id = COALESCE($5, vendor_request_id), text = NULL, error = NULL,
+                        updated_at = now(), completed_at = now()
+                 WHERE id = $1 AND status = 'processing' RETURNING 1",
+                &[
+                    (&id, Type::UUID),
+                    (&key, Type::TEXT),
+                    (&size, Type::INT8),
+                    (&content_type, Type::TEXT),
+                    (&request_id, Type::TEXT),
+                ],
+            )
+            .await
+            .map_err(DbError::from)?;
+        if updated.is_empty() {
+            tracing::warn!(tts_id = %id, key, "the job was no longer processing; its audio is not attached");
+            return Ok(Advance::AlreadyFinal);
+        }
+        Ok(Advance::Completed {
+            object_key: key.to_owned(),
+        })
+    }
+
+    async fn undo_checkpoint(&self, id: Uuid) -> Result<(), Retry> {
+        let client = db::client(&self.db).await?;
+        client
+            .query_typed(
+                "UPDATE tts_jobs SET synth_started_at = NULL, status = 'queued', updated_at = now()
+                 WHERE id = $1 AND status = 'processing'",
+                &[(&id, Type::UUID)],
+            )
+            .await
+            .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    async fn fail(&self, id: Uuid, reason: &str) -> Result<(), Retry> {
+        let client = db::client(&self.db).await?;
+        client
+            .query_typed(
+                "UPDATE tts_jobs SET status = 'failed', error = $2, text = NULL, updated_at = now()
+                 WHERE id = $1 AND status IN ('queued', 'processing')",
+                &[(&id, Type::UUID), (&reason, Type::TEXT)],
+            )
+            .await
+            .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    /// Sends jobs whose message never left (or was lost), as the transcription reconciler does.
+    pub async fn reconcile(&self, batch: i64) -> Result<u64, DbError> {
+        let client = db::client(&self.db).await?;
+        let unsent = client
+            .query_typed(
+                // A job left `processing` for an hour outlived every delivery (Lambda runs at most
+                // 15 minutes): its message is gone, so a new one lets the worker settle it.
+                "SELECT id FROM tts_jobs
+                 WHERE (status = 'queued' AND synth_started_at IS NULL
+                        AND ((message_sent_at IS NULL AND created_at < now() - interval '1 minute')
+                             OR updated_at < now() - interval '1 hour'))
+                    OR (status = 'processing' AND updated_at < now() - interval '1 hour')
+                 ORDER BY updated_at LIMIT $1",
+                &[(&batch, Type::INT8)],
+            )
+            .await?;
+        drop(client);
+        let mut sent = 0;
+        for row in &unsent {
+            let id: Uuid = row.get(0);
+            if self
+                .queue
+                .send_and_mark(&self.db, MARK_SENT, id, &TtsJob { tts_id: id })
+                .await
+            {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+fn vendor_reason(e: &SynthesisError) -> String {
+    match e {
+        SynthesisError::Vendor(VendorError::Status {
+            status, message, ..
+        }) => format!("ElevenLabs refused the job ({status}): {message}"),
+        other => other.to_string(),
+    }
+}
