@@ -73,7 +73,7 @@ fn jobs(c: &mut Criterion) {
                 event,
                 shared::platform::lambda::now_ms() + 60_000,
                 options,
-                |_: shared::platform::queue::TranscriptionJob, _| async { Ok(()) },
+                |_: shared::domain::transcriptions::TranscriptionJob, _| async { Ok(()) },
             ))
         })
     });
@@ -122,12 +122,17 @@ fn cursors(c: &mut Criterion) {
         created_at: time::OffsetDateTime::now_utc(),
         id: uuid::Uuid::now_v7(),
     };
-    let encoded = cursors.encode(42, position);
+    let encoded = cursors.encode(shared::domain::UserId::new(42), position);
     c.bench_function("cursor_encode", |b| {
-        b.iter(|| cursors.encode(black_box(42), position))
+        b.iter(|| cursors.encode(black_box(shared::domain::UserId::new(42)), position))
     });
     c.bench_function("cursor_decode", |b| {
-        b.iter(|| cursors.decode(black_box(42), black_box(&encoded)))
+        b.iter(|| {
+            cursors.decode(
+                black_box(shared::domain::UserId::new(42)),
+                black_box(&encoded),
+            )
+        })
     });
 }
 

@@ -8,10 +8,11 @@ use parley_tests::{Answer, Event, Moto, TestDb, borrow};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::speech::OutputFormat;
+use shared::domain::speech::jobs::TtsJob;
 use shared::domain::speech::jobs::{Advance, SYNTH_SCOPE, TtsJobs, TtsWorker};
 use shared::local::{self, Route};
 use shared::platform::idempotency::Claim;
-use shared::platform::queue::{Delivery, TtsJob};
+use shared::platform::queue::Delivery;
 use shared::platform::storage::Storage;
 use uuid::Uuid;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -589,7 +590,7 @@ async fn audio_stored_before_a_lost_update_completes_the_job_without_paying_agai
     assert_eq!(
         key,
         shared::domain::speech::jobs::audio_key(
-            user,
+            shared::domain::UserId::new(user),
             id.parse().unwrap(),
             OutputFormat::parse("wav_16000").unwrap()
         )

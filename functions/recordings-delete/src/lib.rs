@@ -10,6 +10,6 @@ pub const FUNCTION: &str = "recordings-delete";
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
     let id = api::path_uuid(&req, "id")?;
-    recordings.delete(session.user.db_id(), id).await?;
+    recordings.delete(session.user.id, id).await?;
     Ok(api::no_content())
 }

@@ -12,6 +12,6 @@ pub const FUNCTION: &str = "recordings-get";
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
     let id = api::path_uuid(&req, "id")?;
-    let recording = recordings.get(session.user.db_id(), id).await?;
+    let recording = recordings.get(session.user.id, id).await?;
     api::json(StatusCode::OK, &json!({ "recording": recording }))
 }

@@ -25,7 +25,7 @@ pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResu
     };
     let cursor = api::query_param(&req, "cursor");
     let page = recordings
-        .list(session.user.db_id(), limit, cursor.as_deref())
+        .list(session.user.id, limit, cursor.as_deref())
         .await?;
     api::json(StatusCode::OK, &page)
 }

@@ -13,7 +13,7 @@ pub const FUNCTION: &str = "recordings-upload";
 
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let owner = session.user.db_id();
+    let owner = session.user.id;
     let payload: Value = api::parse_json(&req)?;
     let scope = format!("{FUNCTION}:{owner}");
     idempotency::once(&app.idempotency, &scope, &req, &payload, async {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
+use shared::domain::transcriptions::TranscriptionJob;
 use shared::domain::transcriptions::TranscriptionWorker;
-use shared::platform::queue::{self, BatchOptions, TranscriptionJob};
+use shared::platform::queue::{self, BatchOptions};
 
 pub const FUNCTION: &str = "transcription-worker";
 

@@ -13,7 +13,7 @@ pub const FUNCTION: &str = "transcriptions-create";
 
 pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let owner = session.user.db_id();
+    let owner = session.user.id;
     let recording_id = api::path_uuid(&req, "id")?;
     // Every field is optional, so an empty body means "defaults".
     let (payload, request): (Value, TranscriptionRequest) = if req.body().as_ref().is_empty() {

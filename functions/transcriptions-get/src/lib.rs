@@ -12,6 +12,6 @@ pub const FUNCTION: &str = "transcriptions-get";
 pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
     let id = api::path_uuid(&req, "id")?;
-    let transcription = transcriptions.get(session.user.db_id(), id).await?;
+    let transcription = transcriptions.get(session.user.id, id).await?;
     api::json(StatusCode::OK, &json!({ "transcription": transcription }))
 }

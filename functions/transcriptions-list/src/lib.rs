@@ -26,7 +26,7 @@ pub async fn handle(app: &App, transcriptions: &Transcriptions, req: Request) ->
     };
     let cursor = api::query_param(&req, "cursor");
     let page = transcriptions
-        .list(session.user.db_id(), recording_id, limit, cursor.as_deref())
+        .list(session.user.id, recording_id, limit, cursor.as_deref())
         .await?;
     api::json(StatusCode::OK, &page)
 }

@@ -14,7 +14,7 @@ pub const FUNCTION: &str = "tts-create";
 
 pub async fn handle(app: &App, jobs: &TtsJobs, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
-    let owner = session.user.db_id();
+    let owner = session.user.id;
     let payload: Value = api::parse_json(&req)?;
     let request = api::parse_json::<TtsRequest>(&req)?.validate()?;
     let scope = format!("{FUNCTION}:{owner}");

@@ -12,6 +12,6 @@ pub const FUNCTION: &str = "tts-get";
 pub async fn handle(app: &App, jobs: &TtsJobs, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
     let id = api::path_uuid(&req, "id")?;
-    let tts = jobs.get(session.user.db_id(), id).await?;
+    let tts = jobs.get(session.user.id, id).await?;
     api::json(StatusCode::OK, &json!({ "tts": tts }))
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
+use shared::domain::speech::jobs::TtsJob;
 use shared::domain::speech::jobs::TtsWorker;
-use shared::platform::queue::{self, BatchOptions, TtsJob};
+use shared::platform::queue::{self, BatchOptions};
 
 pub const FUNCTION: &str = "tts-worker";
 

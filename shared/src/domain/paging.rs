@@ -8,6 +8,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
 use crate::domain::{Error, FieldError};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -45,9 +46,9 @@ impl Cursors {
         }
     }
 
-    fn tag(&self, owner: i32, body: &[u8]) -> [u8; TAG_LEN] {
+    fn tag(&self, owner: UserId, body: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(&owner.to_be_bytes());
+        mac.update(&owner.get().to_be_bytes());
         mac.update(body);
         let full = mac.finalize().into_bytes();
         let mut tag = [0u8; TAG_LEN];
@@ -55,7 +56,7 @@ impl Cursors {
         tag
     }
 
-    pub fn encode(&self, owner: i32, position: Position) -> String {
+    pub fn encode(&self, owner: UserId, position: Position) -> String {
         let micros = (position.created_at.unix_timestamp_nanos() / 1_000) as i64;
         let mut bytes = Vec::with_capacity(BODY_LEN + TAG_LEN);
         bytes.extend_from_slice(&micros.to_be_bytes());
@@ -69,7 +70,7 @@ impl Cursors {
     /// the first page, and a 422 on `cursor` for anything this API did not issue to `owner`.
     pub fn after(
         &self,
-        owner: i32,
+        owner: UserId,
         cursor: Option<&str>,
     ) -> Result<(Option<OffsetDateTime>, Option<Uuid>), Error> {
         let Some(cursor) = cursor else {
@@ -88,7 +89,7 @@ impl Cursors {
     /// when the extra row shows that more remain.
     pub fn page<T>(
         &self,
-        owner: i32,
+        owner: UserId,
         mut items: Vec<T>,
         limit: i64,
         position: impl Fn(&T) -> Position,
@@ -102,7 +103,7 @@ impl Cursors {
     }
 
     /// `None` for anything not issued by [`Cursors::encode`] to this owner.
-    pub fn decode(&self, owner: i32, cursor: &str) -> Option<Position> {
+    pub fn decode(&self, owner: UserId, cursor: &str) -> Option<Position> {
         if cursor.len() > 64 {
             return None;
         }
@@ -112,7 +113,7 @@ impl Cursors {
         }
         let (body, tag) = bytes.split_at(BODY_LEN);
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(&owner.to_be_bytes());
+        mac.update(&owner.get().to_be_bytes());
         mac.update(body);
         mac.verify_truncated_left(tag).ok()?;
         let micros = i64::from_be_bytes(body[..8].try_into().ok()?);
@@ -140,14 +141,14 @@ mod tests {
                 .unwrap(),
             id: Uuid::now_v7(),
         };
-        let c = cursors().encode(7, position);
-        assert_eq!(cursors().decode(7, &c), Some(position));
-        assert_eq!(cursors().decode(8, &c), None);
+        let c = cursors().encode(UserId::new(7), position);
+        assert_eq!(cursors().decode(UserId::new(7), &c), Some(position));
+        assert_eq!(cursors().decode(UserId::new(8), &c), None);
         let other = Cursors::new(
             &SecretString::from("a-secret-of-at-least-thirty-two-chars"),
             "transcriptions",
         );
-        assert_eq!(other.decode(7, &c), None);
+        assert_eq!(other.decode(UserId::new(7), &c), None);
     }
 
     #[test]
@@ -157,18 +158,18 @@ mod tests {
             created_at: OffsetDateTime::from_unix_timestamp(1_795_316_400 - n).unwrap(),
             id: Uuid::from_u128(n as u128),
         };
-        let (items, next) = c.page(7, vec![1, 2, 3], 2, |n| at(*n));
+        let (items, next) = c.page(UserId::new(7), vec![1, 2, 3], 2, |n| at(*n));
         assert_eq!(items, vec![1, 2]);
         let next = next.expect("a third row means more remain");
-        assert_eq!(c.decode(7, &next), Some(at(2)));
+        assert_eq!(c.decode(UserId::new(7), &next), Some(at(2)));
         assert_eq!(
-            c.after(7, Some(&next)).unwrap(),
+            c.after(UserId::new(7), Some(&next)).unwrap(),
             (Some(at(2).created_at), Some(at(2).id))
         );
-        let (items, next) = c.page(7, vec![1, 2], 2, |n| at(*n));
+        let (items, next) = c.page(UserId::new(7), vec![1, 2], 2, |n| at(*n));
         assert_eq!((items, next), (vec![1, 2], None));
-        assert_eq!(c.after(7, None).unwrap(), (None, None));
-        match c.after(8, Some(&c.encode(7, at(1)))) {
+        assert_eq!(c.after(UserId::new(7), None).unwrap(), (None, None));
+        match c.after(UserId::new(8), Some(&c.encode(UserId::new(7), at(1)))) {
             Err(Error::Invalid(errors)) => assert_eq!(errors[0].field, "cursor"),
             other => panic!("{other:?}"),
         }
@@ -177,7 +178,7 @@ mod tests {
     #[test]
     fn any_tampering_is_rejected() {
         let c = cursors().encode(
-            1,
+            UserId::new(1),
             Position {
                 created_at: OffsetDateTime::now_utc(),
                 id: Uuid::now_v7(),
@@ -187,14 +188,14 @@ mod tests {
         for i in 0..bytes.len() {
             bytes[i] ^= 0x01;
             assert_eq!(
-                cursors().decode(1, &URL_SAFE_NO_PAD.encode(&bytes)),
+                cursors().decode(UserId::new(1), &URL_SAFE_NO_PAD.encode(&bytes)),
                 None,
                 "byte {i}"
             );
             bytes[i] ^= 0x01;
         }
         for junk in ["", "abc", "!!!!", &"A".repeat(500)] {
-            assert_eq!(cursors().decode(1, junk), None);
+            assert_eq!(cursors().decode(UserId::new(1), junk), None);
         }
     }
 }

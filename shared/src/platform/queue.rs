@@ -16,22 +16,6 @@ use uuid::Uuid;
 
 use crate::platform::db::{self, DbError, DbPool, Type};
 
-/// Advance transcription `transcription_id`. Sent when it is created, by the AssemblyAI callback
-/// and by the reconciler; the worker decides what to do from the row, so every copy is harmless.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct TranscriptionJob {
-    pub transcription_id: Uuid,
-    /// The transcript id a callback named: only a hint, checked against AssemblyAI before use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendor_transcript_id: Option<String>,
-}
-
-/// Synthesize speech job `tts_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct TtsJob {
-    pub tts_id: Uuid,
-}
-
 /// One SQS delivery, as the handler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {

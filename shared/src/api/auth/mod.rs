@@ -12,6 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::api::ApiError;
+use crate::domain::UserId;
 use crate::platform::db::{self, DbPool, Type};
 use crate::platform::settings::SessionSettings;
 
@@ -105,20 +106,13 @@ pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
 /// An Auth.js user row, as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
-    /// Auth.js passes ids as strings; so do we.
-    pub id: String,
+    /// Auth.js passes ids as strings; so does [`UserId`] on the wire.
+    pub id: UserId,
     pub name: Option<String>,
     pub email: Option<String>,
     pub image: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub email_verified: Option<OffsetDateTime>,
-}
-
-impl User {
-    /// The numeric id other tables reference.
-    pub fn db_id(&self) -> i32 {
-        self.id.parse().expect("ids come from an integer column")
-    }
 }
 
 /// A live session and its user.
@@ -227,7 +221,7 @@ impl Sessions {
         let row = rows.first().ok_or(ApiError::Unauthenticated)?;
         Ok(Session {
             user: User {
-                id: row.get::<_, i32>(0).to_string(),
+                id: row.get(0),
                 name: row.get(1),
                 email: row.get(2),
                 image: row.get(3),

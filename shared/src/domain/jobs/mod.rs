@@ -2,10 +2,14 @@
 //! (`queued → processing → completed | failed`), SQS carries its id, and a delivery either advances
 //! it, leaves it to another delivery that holds its lease, or asks SQS to retry.
 
-use serde::Serialize;
+use std::future::Future;
 
-use crate::platform::db::DbError;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::idempotency::IdempotencyError;
+use crate::platform::queue::Delivery;
 
 /// Where a job is. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +43,78 @@ impl Status {
 
     pub fn is_final(self) -> bool {
         matches!(self, Status::Completed | Status::Failed)
+    }
+}
+
+/// A job type's table, which every job table shapes the same way: `id`, `status`, `error`,
+/// `message_sent_at` (the outbox mark), `created_at`, `updated_at`, and a lease column stamped
+/// just before the paid vendor call.
+#[derive(Debug, Clone, Copy)]
+pub struct JobTable {
+    pub name: &'static str,
+    /// The outbox mark, `UPDATE <name> SET message_sent_at = now(), updated_at = now() WHERE id = $1`
+    /// (spelled out, because the queue keeps it past the call).
+    pub mark_sent: &'static str,
+    /// Set before the paid call; a job with it set is never sent again by the reconciler.
+    pub lease_column: &'static str,
+    /// Extra `column = NULL` assignments made when the job fails (e.g. text no longer needed).
+    pub cleared_on_failure: &'static str,
+    /// Whether a job left `processing` for an hour is sent again (its messages are gone).
+    pub resend_stale_processing: bool,
+}
+
+/// A queued job whose message has not left after this long is sent by the reconciler.
+const UNSENT_AFTER_SECS: f64 = 60.0;
+/// A queued job idle this long lost its message (or the DLQ took it): sending again is safe.
+const STALE_SECS: f64 = 3600.0;
+
+impl JobTable {
+    /// Marks a live job `failed` with a reason the owner may read.
+    pub async fn fail(&self, pool: &DbPool, id: Uuid, reason: &str) -> Result<(), Retry> {
+        let client = db::client(pool).await?;
+        client
+            .query_typed(
+                &format!(
+                    "UPDATE {} SET status = 'failed', error = $2{}, updated_at = now()
+                     WHERE id = $1 AND status IN ('queued', 'processing')",
+                    self.name, self.cleared_on_failure
+                ),
+                &[(&id, Type::UUID), (&reason, Type::TEXT)],
+            )
+            .await
+            .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    /// Jobs whose message never went out (or was lost), oldest first: the reconciler sends them.
+    pub async fn unsent(&self, pool: &DbPool, batch: i64) -> Result<Vec<Uuid>, DbError> {
+        let client = db::client(pool).await?;
+        // Lambda runs at most 15 minutes, so a job idle for an hour outlived every delivery.
+        let stale_processing = if self.resend_stale_processing {
+            "OR (status = 'processing' AND updated_at < now() - make_interval(secs => $2))"
+        } else {
+            ""
+        };
+        let rows = client
+            .query_typed(
+                &format!(
+                    "SELECT id FROM {name}
+                     WHERE (status = 'queued' AND {lease} IS NULL
+                            AND ((message_sent_at IS NULL AND created_at < now() - make_interval(secs => $1))
+                                 OR updated_at < now() - make_interval(secs => $2)))
+                        {stale_processing}
+                     ORDER BY updated_at LIMIT $3",
+                    name = self.name,
+                    lease = self.lease_column,
+                ),
+                &[
+                    (&UNSENT_AFTER_SECS, Type::FLOAT8),
+                    (&STALE_SECS, Type::FLOAT8),
+                    (&batch, Type::INT8),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 
@@ -85,6 +161,43 @@ impl Pending {
         match self {
             Pending::Retry(retry) if receive_count >= max_receive_count => Some(retry),
             _ => None,
+        }
+    }
+}
+
+/// Ends one delivery of a job the same way for every job type: a held lease asks SQS for another
+/// delivery and leaves the job alone (the holder finishes it); a failure on the queue's last
+/// delivery marks the job failed through `fail`, then lets the message go on to the DLQ.
+pub async fn settle<A, F, Fut>(
+    outcome: Result<A, Pending>,
+    delivery: &Delivery,
+    max_receive_count: u32,
+    held: &str,
+    fail: F,
+) -> Result<A, Retry>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<(), Retry>>,
+{
+    match outcome {
+        Ok(advance) => Ok(advance),
+        Err(Pending::Held) => Err(Retry(held.to_owned())),
+        Err(pending) => {
+            let Some(Retry(reason)) = pending.gives_up(delivery.receive_count, max_receive_count)
+            else {
+                let Pending::Retry(retry) = pending else {
+                    unreachable!("a held lease was answered above")
+                };
+                return Err(retry);
+            };
+            let reason = format!(
+                "gave up after {} attempts: {reason}",
+                delivery.receive_count
+            );
+            if let Err(e) = fail(reason.clone()).await {
+                tracing::error!(message_id = ?delivery.message_id, error = %e, "could not mark the job failed");
+            }
+            Err(Retry(reason))
         }
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
 use crate::domain::paging::{Cursors, Position};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbError, DbPool, Type};
@@ -249,7 +250,7 @@ impl Recordings {
     }
 
     /// Creates the row and a presigned PUT pinned to the declared type and size.
-    pub async fn create_upload(&self, owner: i32, upload: NewUpload) -> Result<Upload, Error> {
+    pub async fn create_upload(&self, owner: UserId, upload: NewUpload) -> Result<Upload, Error> {
         let id = Uuid::now_v7();
         let key = format!("users/{owner}/recordings/{id}.{}", upload.extension);
         // Sign first: if that fails, no row is left behind.
@@ -287,7 +288,7 @@ impl Recordings {
         })
     }
 
-    async fn find(&self, owner: i32, id: Uuid) -> Result<Recording, Error> {
+    async fn find(&self, owner: UserId, id: Uuid) -> Result<Recording, Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -301,7 +302,7 @@ impl Recordings {
 
     async fn set_status(
         &self,
-        owner: i32,
+        owner: UserId,
         id: Uuid,
         to: &str,
         size: Option<i64>,
@@ -332,7 +333,7 @@ impl Recordings {
 
     /// Verifies the uploaded object (size, type, magic bytes) and marks the recording ready, or deletes
     /// the object and marks it failed. Calling it again answers with the outcome already reached.
-    pub async fn complete(&self, owner: i32, id: Uuid) -> Result<Recording, Error> {
+    pub async fn complete(&self, owner: UserId, id: Uuid) -> Result<Recording, Error> {
         let recording = self.find(owner, id).await?;
         match recording.status {
             Status::Ready => return Ok(recording),
@@ -381,7 +382,12 @@ impl Recordings {
     }
 
     /// Newest first, `limit` at a time, continuing after `cursor`.
-    pub async fn list(&self, owner: i32, limit: i64, cursor: Option<&str>) -> Result<Page, Error> {
+    pub async fn list(
+        &self,
+        owner: UserId,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<Page, Error> {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let fetch = limit + 1;
@@ -411,7 +417,7 @@ impl Recordings {
     }
 
     /// The recording with a presigned download, as an attachment.
-    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Downloadable, Error> {
+    pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Downloadable, Error> {
         let recording = self.find(owner, id).await?;
         let name = recording.file_name.clone().unwrap_or_else(|| {
             recording
@@ -439,7 +445,7 @@ impl Recordings {
 
     /// Marks the row deleted, removes the object, then the row. If R2 fails the row stays marked
     /// `deleted` (invisible to the owner) and the sweeper, or a repeated DELETE, finishes the job.
-    pub async fn delete(&self, owner: i32, id: Uuid) -> Result<(), Error> {
+    pub async fn delete(&self, owner: UserId, id: Uuid) -> Result<(), Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(

@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use super::{NewTts, OutputFormat, VoiceSettings};
 use crate::domain::Error;
-use crate::domain::jobs::{Pending, Retry, Status};
+use crate::domain::ids::UserId;
+use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
 use crate::platform::idempotency::{Claim, Idempotency, IdempotencyError};
-use crate::platform::queue::{Delivery, JobQueue, TtsJob};
+use crate::platform::queue::{Delivery, JobQueue};
 use crate::platform::storage::Storage;
 use crate::vendors::elevenlabs::{ElevenLabs, SpeechRequest, SynthesisError};
 
@@ -87,7 +88,7 @@ impl TtsJobs {
     }
 
     /// Stores a queued job and enqueues it; if the queue is down the reconciler sends it.
-    pub async fn create(&self, owner: i32, request: NewTts) -> Result<Tts, Error> {
+    pub async fn create(&self, owner: UserId, request: NewTts) -> Result<Tts, Error> {
         let id = Uuid::now_v7();
         let settings = request
             .voice_settings
@@ -123,13 +124,13 @@ impl TtsJobs {
         let tts = Tts::from_row(rows.first().ok_or(Error::Internal("no row".into()))?);
         drop(client);
         self.queue
-            .send_and_mark(&self.db, MARK_SENT, id, &TtsJob { tts_id: id })
+            .send_and_mark(&self.db, TABLE.mark_sent, id, &TtsJob { tts_id: id })
             .await;
         Ok(tts)
     }
 
     /// The owner's job, with a presigned link to the audio once it is there.
-    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Tts, Error> {
+    pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Tts, Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -164,9 +165,20 @@ impl TtsJobs {
     }
 }
 
-/// Records that a job's message went (the outbox's mark).
-const MARK_SENT: &str =
-    "UPDATE tts_jobs SET message_sent_at = now(), updated_at = now() WHERE id = $1";
+/// Synthesize speech job `tts_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TtsJob {
+    pub tts_id: Uuid,
+}
+
+const TABLE: JobTable = JobTable {
+    name: "tts_jobs",
+    mark_sent: "UPDATE tts_jobs SET message_sent_at = now(), updated_at = now() WHERE id = $1",
+    lease_column: "synth_started_at",
+    // The text is only needed to speak it.
+    cleared_on_failure: ", text = NULL",
+    resend_stale_processing: true,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Advance {
@@ -178,7 +190,7 @@ pub enum Advance {
 
 struct JobRow {
     status: Status,
-    owner: i32,
+    owner: UserId,
     text: Option<String>,
     voice_id: String,
     model_id: String,
@@ -188,7 +200,7 @@ struct JobRow {
 }
 
 /// Where a job's audio lives: fixed, so a later delivery can find audio an earlier one stored.
-pub fn audio_key(owner: i32, id: Uuid, format: OutputFormat) -> String {
+pub fn audio_key(owner: UserId, id: Uuid, format: OutputFormat) -> String {
     format!("users/{owner}/tts/{id}.{}", format.extension())
 }
 
@@ -228,24 +240,16 @@ impl TtsWorker {
         delivery: &Delivery,
         deadline_ms: u64,
     ) -> Result<Advance, Retry> {
-        match self.advance(job.tts_id, deadline_ms).await {
-            Ok(advance) => Ok(advance),
-            // Even on the last delivery: failing the job could discard audio being paid for now.
-            Err(Pending::Held) => Err(Retry("another delivery is synthesizing this job".into())),
-            Err(Pending::Retry(Retry(reason)))
-                if delivery.receive_count >= self.max_receive_count =>
-            {
-                let reason = format!(
-                    "gave up after {} attempts: {reason}",
-                    delivery.receive_count
-                );
-                if let Err(e) = self.fail(job.tts_id, &reason).await {
-                    tracing::error!(tts_id = %job.tts_id, error = %e, "could not mark the job failed");
-                }
-                Err(Retry(reason))
-            }
-            Err(Pending::Retry(retry)) => Err(retry),
-        }
+        // A held lease is never failed, even on the last delivery: that could discard audio
+        // being paid for now.
+        jobs::settle(
+            self.advance(job.tts_id, deadline_ms).await,
+            delivery,
+            self.max_receive_count,
+            "another delivery is synthesizing this job",
+            |reason| async move { self.fail(job.tts_id, &reason).await },
+        )
+        .await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
@@ -475,41 +479,17 @@ impl TtsWorker {
     }
 
     async fn fail(&self, id: Uuid, reason: &str) -> Result<(), Retry> {
-        let client = db::client(&self.db).await?;
-        client
-            .query_typed(
-                "UPDATE tts_jobs SET status = 'failed', error = $2, text = NULL, updated_at = now()
-                 WHERE id = $1 AND status IN ('queued', 'processing')",
-                &[(&id, Type::UUID), (&reason, Type::TEXT)],
-            )
-            .await
-            .map_err(DbError::from)?;
-        Ok(())
+        TABLE.fail(&self.db, id, reason).await
     }
 
     /// Sends jobs whose message never left (or was lost), as the transcription reconciler does.
     pub async fn reconcile(&self, batch: i64) -> Result<u64, DbError> {
-        let client = db::client(&self.db).await?;
-        let unsent = client
-            .query_typed(
-                // A job left `processing` for an hour outlived every delivery (Lambda runs at most
-                // 15 minutes): its message is gone, so a new one lets the worker settle it.
-                "SELECT id FROM tts_jobs
-                 WHERE (status = 'queued' AND synth_started_at IS NULL
-                        AND ((message_sent_at IS NULL AND created_at < now() - interval '1 minute')
-                             OR updated_at < now() - interval '1 hour'))
-                    OR (status = 'processing' AND updated_at < now() - interval '1 hour')
-                 ORDER BY updated_at LIMIT $1",
-                &[(&batch, Type::INT8)],
-            )
-            .await?;
-        drop(client);
+        let unsent = TABLE.unsent(&self.db, batch).await?;
         let mut sent = 0;
-        for row in &unsent {
-            let id: Uuid = row.get(0);
+        for id in unsent {
             if self
                 .queue
-                .send_and_mark(&self.db, MARK_SENT, id, &TtsJob { tts_id: id })
+                .send_and_mark(&self.db, TABLE.mark_sent, id, &TtsJob { tts_id: id })
                 .await
             {
                 sent += 1;

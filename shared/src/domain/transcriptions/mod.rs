@@ -18,13 +18,14 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::jobs::{Retry, Status};
+use crate::domain::ids::UserId;
+use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
 use crate::domain::paging::{Cursors, Position};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
 use crate::platform::idempotency::{Claim, Idempotency, IdempotencyError};
-use crate::platform::queue::{Delivery, JobQueue, TranscriptionJob};
+use crate::platform::queue::{Delivery, JobQueue};
 use crate::platform::settings::TranscriptionSettings;
 use crate::platform::storage::Storage;
 use crate::vendors::assemblyai::{
@@ -35,11 +36,24 @@ pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 /// The idempotency scope of the submission step (the lease that keeps two workers from racing).
 const SUBMIT_SCOPE: &str = "transcription-worker:submit";
-/// A created job whose first message did not go out is sent by the reconciler after this.
-const UNSENT_AFTER_SECS: f64 = 60.0;
-/// A `queued` job untouched this long lost its messages (for example to the DLQ while the database
-/// was down): the reconciler sends it again.
-const STALE_QUEUED_SECS: f64 = 3600.0;
+/// Advance transcription `transcription_id`. Sent when it is created, by the AssemblyAI callback
+/// and by the reconciler; the worker decides what to do from the row, so every copy is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptionJob {
+    pub transcription_id: Uuid,
+    /// The transcript id a callback named: only a hint, checked against AssemblyAI before use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_transcript_id: Option<String>,
+}
+
+const TABLE: JobTable = JobTable {
+    name: "transcriptions",
+    mark_sent: "UPDATE transcriptions SET message_sent_at = now(), updated_at = now() WHERE id = $1",
+    lease_column: "submit_started_at",
+    cleared_on_failure: "",
+    // An overdue `processing` job is polled at AssemblyAI instead (see `reconcile`).
+    resend_stale_processing: false,
+};
 
 /// A transcription as `GET /api/transcriptions/{id}` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -228,7 +242,7 @@ impl Transcriptions {
     /// stays unsent and the reconciler sends it: the caller still gets its 202.
     pub async fn create(
         &self,
-        owner: i32,
+        owner: UserId,
         recording_id: Uuid,
         request: NewTranscription,
     ) -> Result<Transcription, Error> {
@@ -275,12 +289,12 @@ impl Transcriptions {
         let transcription = Transcription::from_row(row);
         drop(client);
         self.queue
-            .send_and_mark(&self.db, MARK_SENT, id, &job_for(id))
+            .send_and_mark(&self.db, TABLE.mark_sent, id, &job_for(id))
             .await;
         Ok(transcription)
     }
 
-    pub async fn get(&self, owner: i32, id: Uuid) -> Result<Transcription, Error> {
+    pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Transcription, Error> {
         let client = db::client(&self.db).await?;
         let rows = client
             .query_typed(
@@ -299,7 +313,7 @@ impl Transcriptions {
     /// A recording's transcriptions, newest first. An unknown or foreign recording is a 404.
     pub async fn list(
         &self,
-        owner: i32,
+        owner: UserId,
         recording_id: Uuid,
         limit: i64,
         cursor: Option<&str>,
@@ -343,10 +357,6 @@ impl Transcriptions {
         Ok(Page { items, next_cursor })
     }
 }
-
-/// Records that a transcription's message went (the outbox's mark).
-const MARK_SENT: &str =
-    "UPDATE transcriptions SET message_sent_at = now(), updated_at = now() WHERE id = $1";
 
 fn job_for(id: Uuid) -> TranscriptionJob {
     TranscriptionJob {
@@ -436,9 +446,6 @@ pub enum Advance {
     HintRejected,
 }
 
-/// Another delivery holds the job's lease and will finish it; never a reason to fail the job.
-const SUBMITTING_ELSEWHERE: &str = "another delivery is submitting this job";
-
 /// The row as the worker needs it.
 struct JobRow {
     status: Status,
@@ -497,22 +504,14 @@ impl TranscriptionWorker {
         delivery: &Delivery,
         deadline_ms: u64,
     ) -> Result<Advance, Retry> {
-        match self.advance(job, deadline_ms).await {
-            Err(Retry(reason))
-                if delivery.receive_count >= self.max_receive_count
-                    && reason != SUBMITTING_ELSEWHERE =>
-            {
-                let reason = format!(
-                    "gave up after {} attempts: {reason}",
-                    delivery.receive_count
-                );
-                if let Err(e) = self.fail(job.transcription_id, &reason).await {
-                    tracing::error!(transcription_id = %job.transcription_id, error = %e, "could not mark the job failed");
-                }
-                Err(Retry(reason))
-            }
-            other => other,
-        }
+        jobs::settle(
+            self.advance(job, deadline_ms).await,
+            delivery,
+            self.max_receive_count,
+            "another delivery is submitting this job",
+            |reason| async move { self.fail(job.transcription_id, &reason).await },
+        )
+        .await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
@@ -540,7 +539,7 @@ impl TranscriptionWorker {
         }))
     }
 
-    async fn advance(&self, job: &TranscriptionJob, deadline_ms: u64) -> Result<Advance, Retry> {
+    async fn advance(&self, job: &TranscriptionJob, deadline_ms: u64) -> Result<Advance, Pending> {
         let id = job.transcription_id;
         let Some(row) = self.load(id).await? else {
             return Ok(Advance::Gone);
@@ -549,7 +548,7 @@ impl TranscriptionWorker {
             return Ok(Advance::AlreadyFinal);
         }
         if let Some(vendor_id) = &row.vendor_id {
-            return self.collect(id, vendor_id, deadline_ms).await;
+            return Ok(self.collect(id, vendor_id, deadline_ms).await?);
         }
         if !row.submit_started {
             if !row.recording_ready {
@@ -579,14 +578,14 @@ impl TranscriptionWorker {
                     .ok_or_else(|| Retry("the submission record has no transcript id".into()))?
                     .to_owned();
                 self.save_vendor_id(id, &vendor_id).await?;
-                self.collect(id, &vendor_id, deadline_ms).await
+                Ok(self.collect(id, &vendor_id, deadline_ms).await?)
             }
             Claim::Acquired(lease) => {
                 // No one holds the submission, so its outcome is unknown. Never submit again: adopt
                 // the transcript a verified callback names, or wait for one.
                 self.idempotency.release(lease).await?;
                 if let Some(hint) = &job.vendor_transcript_id {
-                    return self.adopt(id, hint, deadline_ms).await;
+                    return Ok(self.adopt(id, hint, deadline_ms).await?);
                 }
                 self.mark_processing(id).await?;
                 Ok(Advance::AwaitingCallback)
@@ -594,7 +593,7 @@ impl TranscriptionWorker {
         }
     }
 
-    async fn submit(&self, id: Uuid, row: &JobRow, deadline_ms: u64) -> Result<Advance, Retry> {
+    async fn submit(&self, id: Uuid, row: &JobRow, deadline_ms: u64) -> Result<Advance, Pending> {
         let lease = match self
             .idempotency
             .claim(
@@ -607,9 +606,7 @@ impl TranscriptionWorker {
         {
             Ok(Claim::Acquired(lease)) => lease,
             Ok(Claim::Completed(_)) => return Ok(Advance::AlreadyFinal),
-            Err(IdempotencyError::AlreadyInProgress) => {
-                return Err(Retry(SUBMITTING_ELSEWHERE.into()));
-            }
+            Err(IdempotencyError::AlreadyInProgress) => return Err(Pending::Held),
             Err(e) => return Err(e.into()),
         };
         // Signed before the checkpoint, so a failure here leaves nothing to undo.
@@ -622,7 +619,7 @@ impl TranscriptionWorker {
             Err(e) => {
                 tracing::warn!(transcription_id = %id, error = %e, "could not sign the audio URL");
                 self.idempotency.release(lease).await?;
-                return Err(Retry("could not sign the recording's URL".into()));
+                return Err(Retry("could not sign the recording's URL".into()).into());
             }
         };
         // The checkpoint: from here on this job is never submitted by anyone else.
@@ -684,7 +681,7 @@ impl TranscriptionWorker {
                 self.idempotency.release(lease).await?;
                 if e.is_transient() || matches!(e.status(), Some(401 | 403)) {
                     // Throttling, outages and a bad key are not the job's fault: let SQS retry.
-                    Err(Retry(e.to_string()))
+                    Err(Retry(e.to_string()).into())
                 } else {
                     let reason = vendor_reason(&e);
                     self.fail(id, &reason).await?;
@@ -838,37 +835,15 @@ impl TranscriptionWorker {
     }
 
     async fn fail(&self, id: Uuid, reason: &str) -> Result<(), Retry> {
-        let client = db::client(&self.db).await?;
-        client
-            .query_typed(
-                "UPDATE transcriptions SET status = 'failed', error = $2, updated_at = now()
-                 WHERE id = $1 AND status IN ('queued', 'processing')",
-                &[(&id, Type::UUID), (&reason, Type::TEXT)],
-            )
-            .await
-            .map_err(DbError::from)?;
-        Ok(())
+        TABLE.fail(&self.db, id, reason).await
     }
 
     /// The scheduled sweep: sends jobs whose message never went out, polls jobs whose callback is
     /// overdue, fails submissions that were never confirmed, and purges expired idempotency records.
     pub async fn reconcile(&self, batch: i64) -> Result<ReconcileReport, DbError> {
         let mut report = ReconcileReport::default();
+        let unsent = TABLE.unsent(&self.db, batch).await?;
         let client = db::client(&self.db).await?;
-        let unsent = client
-            .query_typed(
-                "SELECT id FROM transcriptions
-                 WHERE status = 'queued' AND submit_started_at IS NULL
-                   AND ((message_sent_at IS NULL AND created_at < now() - make_interval(secs => $1))
-                        OR updated_at < now() - make_interval(secs => $2))
-                 ORDER BY updated_at LIMIT $3",
-                &[
-                    (&UNSENT_AFTER_SECS, Type::FLOAT8),
-                    (&STALE_QUEUED_SECS, Type::FLOAT8),
-                    (&batch, Type::INT8),
-                ],
-            )
-            .await?;
         let overdue = client
             .query_typed(
                 "UPDATE transcriptions SET checked_at = now(), updated_at = now()
@@ -897,11 +872,10 @@ impl TranscriptionWorker {
             .await?;
         drop(client);
         report.abandoned = unconfirmed.len() as u64;
-        for row in &unsent {
-            let id: Uuid = row.get(0);
+        for id in unsent {
             if self
                 .queue
-                .send_and_mark(&self.db, MARK_SENT, id, &job_for(id))
+                .send_and_mark(&self.db, TABLE.mark_sent, id, &job_for(id))
                 .await
             {
                 report.resent += 1;
