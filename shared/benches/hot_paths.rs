@@ -8,8 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use secrecy::SecretString;
 use shared::domain::paging::{Cursors, Position};
-use shared::platform::settings::StorageSettings;
 use shared::platform::storage::Storage;
+use shared::platform::storage::StorageSettings;
 
 /// The job paths: a callback's secret check and hint parse (budget ≤ 5 µs, like an HMAC verify), an
 /// hour-long transcript's validation, and a 10-record SQS batch through the runner.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use lambda_http::Request;
 use serde_json::{Value, json};
-use shared::platform::settings::Settings;
+use shared::api::settings::Settings;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@
 
 use parley_tests::Moto;
 use serde_json::{Value, json};
-use shared::platform::settings::Settings;
+use shared::api::settings::Settings;
 
 async fn secretsmanager(endpoint: &str, action: &str, body: Value) -> Value {
     let response = reqwest::Client::new()

@@ -154,7 +154,7 @@ async fn dev() -> Result {
     )
     .await?;
     if !uses_real_r2 {
-        let storage = shared::platform::settings::StorageSettings {
+        let storage = shared::platform::storage::StorageSettings {
             endpoint: moto_endpoint.clone(),
             bucket: "parley-local".to_owned(),
             access_key_id: "parley-local".to_owned(),

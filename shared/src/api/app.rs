@@ -1,6 +1,7 @@
 //! What every function builds once per cold start: settings, logging, the pool and the HTTP policy.
 
 use crate::api::auth::Sessions;
+use crate::api::settings::Settings;
 use crate::api::{Cors, Http};
 use crate::domain::paging::Cursors;
 use crate::domain::recordings::Recordings;
@@ -9,7 +10,7 @@ use crate::domain::transcriptions::{TranscriptionWorker, Transcriptions};
 use crate::platform::db::{self, DbPool};
 use crate::platform::idempotency::{self, Idempotency};
 use crate::platform::queue::JobQueue;
-use crate::platform::settings::{ConfigError, Settings};
+use crate::platform::settings::ConfigError;
 use crate::platform::storage::Storage;
 use crate::platform::telemetry;
 use crate::vendors::assemblyai::AssemblyAi;
@@ -62,7 +63,11 @@ impl App {
     pub fn assemblyai(&self) -> Result<AssemblyAi, ConfigError> {
         let settings = self.settings.require_assemblyai()?;
         let http = crate::platform::http_client::http_client(self.settings.vendors.timeout);
-        Ok(AssemblyAi::new(settings, &self.settings.vendors, http))
+        Ok(AssemblyAi::new(
+            settings,
+            self.settings.vendors.timeout,
+            http,
+        ))
     }
 
     /// Everything the transcription worker and reconciler need, checked at init.

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod pipeline;
+pub mod settings;
 
 pub use error::{ApiError, ApiResult, FieldError, PROBLEM_JSON, json, no_content};
 pub use extract::{parse_json, path_uuid, query_param};

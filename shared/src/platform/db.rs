@@ -4,6 +4,7 @@
 //! prepared statement surviving between transactions: that is what Neon's PgBouncer pooler in
 //! transaction mode requires.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use deadpool_postgres::{
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 
-use crate::platform::settings::DatabaseSettings;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::platform::settings::{Reader, parse_database_url};
 
 pub use deadpool_postgres::{Client, Pool as DbPool};
 pub use tokio_postgres::types::Type;
@@ -72,6 +75,84 @@ impl From<deadpool_postgres::PoolError> for DbError {
             PoolError::Backend(e) => DbError::from(e),
             PoolError::Timeout(kind) => DbError::Unavailable(format!("pool timed out ({kind:?})")),
             other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// The parsed connection settings; the URL itself is a secret and is not kept.
+    pub pg: tokio_postgres::Config,
+    pub pool_max_size: usize,
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    /// Zero disables the `statement_timeout` startup option.
+    pub statement_timeout: Duration,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    // tokio_postgres::Config's own Debug already redacts the password; hosts are not secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("hosts", &self.pg.get_hosts())
+            .field("dbname", &self.pg.get_dbname())
+            .field("user", &self.pg.get_user())
+            .field("password", &self.pg.get_password().map(|_| "[redacted]"))
+            .field("ssl_mode", &self.pg.get_ssl_mode())
+            .field("pool_max_size", &self.pool_max_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+impl DatabaseSettings {
+    /// `DATABASE_URL` (or Neon's `NEON_PG_CONN`) and the pool's bounds.
+    pub fn read(r: &mut Reader) -> Option<DatabaseSettings> {
+        let pool_max_size = r.bounded("DB_POOL_MAX_SIZE", 2usize, 1, 32);
+        let connect_timeout =
+            Duration::from_millis(r.bounded("DB_CONNECT_TIMEOUT_MS", 3_000u64, 250, 10_000));
+        let acquire_timeout =
+            Duration::from_millis(r.bounded("DB_ACQUIRE_TIMEOUT_MS", 3_000u64, 100, 10_000));
+        let statement_timeout =
+            Duration::from_millis(r.bounded("DB_STATEMENT_TIMEOUT_MS", 5_000u64, 0, 60_000));
+        Some(DatabaseSettings {
+            pg: database_url(r)?,
+            pool_max_size,
+            connect_timeout,
+            acquire_timeout,
+            statement_timeout,
+        })
+    }
+}
+
+fn database_url(r: &mut Reader) -> Option<tokio_postgres::Config> {
+    let (name, url) = match (r.get("DATABASE_URL"), r.get("NEON_PG_CONN")) {
+        (Some(url), _) => ("DATABASE_URL", url),
+        (None, Some(url)) => ("NEON_PG_CONN", url),
+        (None, None) => {
+            r.problem(
+                "DATABASE_URL",
+                "is required (NEON_PG_CONN is accepted as an alias)",
+            );
+            return None;
+        }
+    };
+    let url = SecretString::from(url);
+    match parse_database_url(url.expose_secret()) {
+        Ok(config) => Some(config),
+        Err(reason) => {
+            let variable = if name == "DATABASE_URL" {
+                "DATABASE_URL"
+            } else {
+                "NEON_PG_CONN"
+            };
+            r.problem(
+                variable,
+                format!("is not a usable PostgreSQL URL: {reason}"),
+            );
+            None
         }
     }
 }

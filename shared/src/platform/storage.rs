@@ -12,7 +12,11 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::presigning::PresigningConfig;
 use secrecy::ExposeSecret;
 
-use crate::platform::settings::StorageSettings;
+use std::fmt;
+
+use secrecy::SecretString;
+
+use crate::platform::settings::Reader;
 
 /// A request the client must make exactly as given: method, URL and every header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,103 @@ where
             StorageError::Unavailable(text)
         }
         _ => StorageError::Failed(text),
+    }
+}
+
+#[derive(Clone)]
+pub struct StorageSettings {
+    /// `R2_ENDPOINT`, or `https://<R2_ACCOUNT_ID>.r2.cloudflarestorage.com`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+}
+
+impl fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The variables R2 access needs, for error messages.
+pub const STORAGE_VARIABLES: &str =
+    "R2_ENDPOINT or R2_ACCOUNT_ID, R2_BUCKET_NAME, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY";
+
+/// R2's single-PUT limit (5 GiB less 5 MiB): presigned uploads are single PUTs.
+pub const R2_MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024 - 5 * 1024 * 1024;
+
+impl StorageSettings {
+    /// All of the `R2_*` variables or none: `None` when none is set.
+    pub fn read(r: &mut Reader) -> Option<StorageSettings> {
+        let endpoint = r.get("R2_ENDPOINT");
+        let account = r.get("R2_ACCOUNT_ID");
+        let bucket = r.get("R2_BUCKET_NAME");
+        let key_id = r.get("R2_ACCESS_KEY_ID");
+        let secret = r.get("R2_SECRET_ACCESS_KEY");
+        if [&endpoint, &account, &bucket, &key_id, &secret]
+            .iter()
+            .all(|v| v.is_none())
+        {
+            return None;
+        }
+        let endpoint = match (endpoint, account) {
+            (Some(e), _) if e.starts_with("https://") || e.starts_with("http://") => {
+                Some(e.trim_end_matches('/').to_owned())
+            }
+            (Some(_), _) => {
+                r.problem("R2_ENDPOINT", "must be an http(s) URL");
+                None
+            }
+            (None, Some(a)) if a.len() <= 64 && a.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                Some(format!("https://{a}.r2.cloudflarestorage.com"))
+            }
+            (None, Some(_)) => {
+                r.problem(
+                    "R2_ACCOUNT_ID",
+                    "must be the alphanumeric Cloudflare account id",
+                );
+                None
+            }
+            (None, None) => {
+                r.problem(
+                    "R2_ENDPOINT",
+                    "is required with the other R2 settings (or set R2_ACCOUNT_ID)",
+                );
+                None
+            }
+        };
+        let bucket = bucket.filter(|b| {
+            b.len() >= 3
+                && b.len() <= 63
+                && b.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+        if bucket.is_none() {
+            r.problem(
+                "R2_BUCKET_NAME",
+                "is required: 3-63 lowercase letters, digits or hyphens",
+            );
+        }
+        if key_id.is_none() {
+            r.problem("R2_ACCESS_KEY_ID", "is required with the other R2 settings");
+        }
+        if secret.is_none() {
+            r.problem(
+                "R2_SECRET_ACCESS_KEY",
+                "is required with the other R2 settings",
+            );
+        }
+        Some(StorageSettings {
+            endpoint: endpoint?,
+            bucket: bucket?,
+            access_key_id: key_id?,
+            secret_access_key: SecretString::from(secret?),
+        })
     }
 }
 

@@ -12,9 +12,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::api::ApiError;
+use crate::api::settings::SessionSettings;
 use crate::domain::UserId;
 use crate::platform::db::{self, DbPool, Type};
-use crate::platform::settings::SessionSettings;
 
 /// Cookie names Auth.js v5 and NextAuth v4 use, in the order we prefer them.
 pub const SESSION_COOKIES: [&str; 4] = [

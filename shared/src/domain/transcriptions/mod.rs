@@ -26,11 +26,11 @@ use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
 use crate::platform::idempotency::{Claim, Idempotency, IdempotencyError};
 use crate::platform::queue::{Delivery, JobQueue};
-use crate::platform::settings::TranscriptionSettings;
 use crate::platform::storage::Storage;
 use crate::vendors::assemblyai::{
     self, AssemblyAi, CreateTranscript, Transcript, TranscriptStatus,
 };
+use config::TranscriptionSettings;
 
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
@@ -45,6 +45,8 @@ pub struct TranscriptionJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor_transcript_id: Option<String>,
 }
+
+pub mod config;
 
 const TABLE: JobTable = JobTable {
     name: "transcriptions",

@@ -5,7 +5,9 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::platform::http_client::{Replay, VendorClient, VendorError, VendorMessage};
-use crate::platform::settings::{AssemblyAiSettings, VendorSettings};
+pub mod config;
+
+use config::AssemblyAiSettings;
 
 pub const VENDOR: &str = "AssemblyAI";
 /// The header AssemblyAI echoes on its callback; its value is the job's secret.
@@ -179,7 +181,7 @@ impl AssemblyAi {
     /// `settings.api_key` must be set (see `Settings::require_assemblyai`).
     pub fn new(
         settings: &AssemblyAiSettings,
-        vendors: &VendorSettings,
+        timeout: std::time::Duration,
         http: reqwest::Client,
     ) -> AssemblyAi {
         let key = settings
@@ -187,7 +189,7 @@ impl AssemblyAi {
             .clone()
             .unwrap_or_else(|| SecretString::from(""));
         AssemblyAi {
-            client: VendorClient::new(VENDOR, http, vendors.timeout, key, parse_error),
+            client: VendorClient::new(VENDOR, http, timeout, key, parse_error),
             base_url: settings.base_url.clone(),
             streaming_base_url: settings.streaming_base_url.clone(),
         }

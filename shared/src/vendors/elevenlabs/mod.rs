@@ -12,8 +12,10 @@ use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::platform::settings::ElevenLabsSettings;
+pub mod config;
 pub mod wire;
+
+use config::ElevenLabsSettings;
 
 use crate::platform::http_client::{Replay, RetryPolicy, VendorClient, VendorError, VendorMessage};
 use wire::{AUDIO_LIMIT, OutputFormat, VoiceSettings, valid_voice_id};

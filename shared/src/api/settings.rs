@@ -1,0 +1,478 @@
+//! All of Parley's configuration, assembled from the sections their owners read (database,
+//! storage, each vendor, each domain, the API's own), with every problem reported at once.
+//! Adding a vendor is one field in [`VendorSettings`] and one `read` call here.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::transcriptions::config::TranscriptionSettings;
+use crate::platform::db::DatabaseSettings;
+use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_origin};
+use crate::platform::storage::{R2_MAX_PUT_BYTES, STORAGE_VARIABLES, StorageSettings};
+use crate::vendors::assemblyai::config::AssemblyAiSettings;
+use crate::vendors::elevenlabs::config::ElevenLabsSettings;
+
+/// All of Parley's configuration. Built once per execution environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stage: Stage,
+    pub database: DatabaseSettings,
+    /// Exact origins (scheme://host[:port]) allowed to call the API with credentials.
+    pub cors_origins: Vec<String>,
+    pub session: SessionSettings,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// R2 access; `None` when no `R2_*` variable is set (functions that need it refuse to start).
+    pub storage: Option<StorageSettings>,
+    /// Largest recording a user may upload, in bytes.
+    pub recording_max_bytes: u64,
+    /// Keys the HMAC that makes pagination cursors tamper-proof (Auth.js's `AUTH_SECRET`).
+    pub auth_secret: SecretString,
+    /// Public base URL of this API (`BACKEND_URL`), for vendor callbacks; required by the workers.
+    pub backend_url: Option<String>,
+    pub queues: QueueSettings,
+    pub vendors: VendorSettings,
+    pub transcription: TranscriptionSettings,
+}
+
+/// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSettings {
+    pub transcriptions: Option<String>,
+    pub tts: Option<String>,
+    /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
+    pub max_receive_count: u32,
+}
+
+/// Vendor endpoints and keys. A key is `None` when unset; deployed stages refuse a missing key only
+/// in the functions that call that vendor (see [`Settings::require_assemblyai`]).
+#[derive(Debug, Clone)]
+pub struct VendorSettings {
+    /// Per-attempt timeout of every vendor call.
+    pub timeout: Duration,
+    pub assemblyai: AssemblyAiSettings,
+    pub elevenlabs: ElevenLabsSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// Auth.js `session.maxAge`: idle lifetime of a session.
+    pub max_age: Duration,
+    /// Auth.js `session.updateAge`: how often the expiry slides forward.
+    pub update_age: Duration,
+}
+
+/// Used only in the local stage, so cursors work before any secret is configured.
+const LOCAL_AUTH_SECRET: &str = "parley-local-development-secret-not-for-deployment";
+
+const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
+
+impl Settings {
+    /// Reads the process environment and, when `PARLEY_SECRET_ARN` is set, the secret it names.
+    pub async fn load() -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = settings::load_vars().await?;
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Builds settings from any lookup, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut r = Reader::new(&lookup);
+        let stage = r.stage;
+        let database = DatabaseSettings::read(&mut r);
+        let cors_origins = cors_origins(&mut r);
+        let max_age = r.bounded(
+            "SESSION_MAX_AGE_SECONDS",
+            30 * 24 * 3600u64,
+            60,
+            365 * 24 * 3600,
+        );
+        let update_age = r.bounded(
+            "SESSION_UPDATE_AGE_SECONDS",
+            24 * 3600u64,
+            0,
+            365 * 24 * 3600,
+        );
+        if update_age > max_age {
+            r.problem(
+                "SESSION_UPDATE_AGE_SECONDS",
+                format!("must not exceed SESSION_MAX_AGE_SECONDS ({max_age}); got {update_age}"),
+            );
+        }
+        // API Gateway's payload cap is 10 MB and Lambda's 6 MB; JSON bodies are far smaller.
+        let max_body_bytes = r.bounded("MAX_BODY_BYTES", 1024 * 1024usize, 1024, 6 * 1024 * 1024);
+        let storage = StorageSettings::read(&mut r);
+        let recording_max_bytes = r.bounded(
+            "RECORDING_MAX_BYTES",
+            500 * 1024 * 1024u64,
+            1024,
+            R2_MAX_PUT_BYTES,
+        );
+        let auth_secret = auth_secret(&mut r);
+        let backend_url = r.base_url("BACKEND_URL", None);
+        let queues = QueueSettings {
+            transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
+            tts: r.queue_url("TTS_QUEUE_URL"),
+            max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
+        };
+        let vendors = VendorSettings {
+            timeout: Duration::from_millis(r.bounded("VENDOR_TIMEOUT_MS", 8_000u64, 500, 60_000)),
+            assemblyai: AssemblyAiSettings::read(&mut r),
+            elevenlabs: ElevenLabsSettings::read(&mut r),
+        };
+        let transcription = TranscriptionSettings::read(&mut r);
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Settings {
+            stage,
+            database: database.expect("a missing URL is reported as a problem"),
+            cors_origins,
+            session: SessionSettings {
+                max_age: Duration::from_secs(max_age),
+                update_age: Duration::from_secs(update_age),
+            },
+            max_body_bytes,
+            storage,
+            recording_max_bytes,
+            auth_secret,
+            backend_url,
+            queues,
+            vendors,
+            transcription,
+        })
+    }
+
+    pub fn require_assemblyai(&self) -> Result<&AssemblyAiSettings, ConfigError> {
+        self.vendors.assemblyai.require()
+    }
+
+    pub fn require_elevenlabs(&self) -> Result<&ElevenLabsSettings, ConfigError> {
+        self.vendors.elevenlabs.require()
+    }
+
+    /// The public URL vendors call back, without a trailing slash.
+    pub fn require_backend_url(&self) -> Result<&str, ConfigError> {
+        self.backend_url.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "BACKEND_URL",
+                "this function gives vendors a callback URL and needs the API's public base URL",
+            )
+        })
+    }
+
+    pub fn require_transcription_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.transcriptions.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "TRANSCRIPTION_QUEUE_URL",
+                "this function sends transcription jobs",
+            )
+        })
+    }
+
+    pub fn require_tts_queue(&self) -> Result<&str, ConfigError> {
+        self.queues
+            .tts
+            .as_deref()
+            .ok_or_else(|| ConfigError::single("TTS_QUEUE_URL", "this function sends speech jobs"))
+    }
+
+    /// The R2 settings, or an init error naming what is missing.
+    pub fn require_storage(&self) -> Result<&StorageSettings, ConfigError> {
+        self.storage.as_ref().ok_or_else(|| {
+            ConfigError::single(
+                "R2_BUCKET_NAME",
+                &format!("this function stores recordings and needs {STORAGE_VARIABLES}"),
+            )
+        })
+    }
+}
+
+fn auth_secret(r: &mut Reader) -> SecretString {
+    let stage = r.stage;
+    match r.get("AUTH_SECRET") {
+        Some(secret) if secret.len() >= 32 => SecretString::from(secret),
+        Some(_) => {
+            r.problem(
+                "AUTH_SECRET",
+                "must be at least 32 characters (e.g. `openssl rand -base64 33`)",
+            );
+            SecretString::from(LOCAL_AUTH_SECRET)
+        }
+        None if stage.is_deployed() => {
+            r.problem("AUTH_SECRET", "is required outside the local stage");
+            SecretString::from(LOCAL_AUTH_SECRET)
+        }
+        None => SecretString::from(LOCAL_AUTH_SECRET),
+    }
+}
+
+fn cors_origins(r: &mut Reader) -> Vec<String> {
+    let stage = r.stage;
+    let Some(raw) = r.get("CORS_ORIGINS") else {
+        if stage.is_deployed() {
+            r.problem(
+                "CORS_ORIGINS",
+                "is required outside the local stage (comma-separated exact origins)",
+            );
+        }
+        return if stage.is_deployed() {
+            Vec::new()
+        } else {
+            LOCAL_CORS_ORIGINS.iter().map(|o| o.to_string()).collect()
+        };
+    };
+    let mut origins = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match normalize_origin(part) {
+            Some(origin) => origins.push(origin),
+            None => r.problem(
+                "CORS_ORIGINS",
+                format!("{part:?} is not an exact origin like https://app.example.com (no path, no wildcard)"),
+            ),
+        }
+    }
+    origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::settings::{merge_secret, parse_database_url, secrets};
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const URL: &str = "postgres://parley:hunter2-secret@127.0.0.1:5432/parley";
+
+    #[test]
+    fn local_defaults_apply_when_only_the_database_is_given() {
+        let s = settings(&[("DATABASE_URL", URL)]).unwrap();
+        assert_eq!(s.stage, Stage::Local);
+        assert_eq!(
+            s.cors_origins,
+            vec!["http://localhost:3000", "http://127.0.0.1:3000"]
+        );
+        assert_eq!(s.database.pool_max_size, 2);
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(s.session.max_age, Duration::from_secs(2_592_000));
+        assert_eq!(s.session.update_age, Duration::from_secs(86_400));
+        assert_eq!(s.max_body_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn neon_pg_conn_is_accepted_as_an_alias() {
+        let s = settings(&[("NEON_PG_CONN", URL)]).unwrap();
+        assert_eq!(s.database.pg.get_dbname(), Some("parley"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_by_name() {
+        let err = settings(&[
+            ("PARLEY_STAGE", "prod"),
+            ("DB_POOL_MAX_SIZE", "0"),
+            ("DB_CONNECT_TIMEOUT_MS", "soon"),
+            ("SESSION_MAX_AGE_SECONDS", "3600"),
+            ("SESSION_UPDATE_AGE_SECONDS", "7200"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            names,
+            vec![
+                "DB_POOL_MAX_SIZE",
+                "DB_CONNECT_TIMEOUT_MS",
+                "DATABASE_URL",
+                "CORS_ORIGINS",
+                "SESSION_UPDATE_AGE_SECONDS",
+                "AUTH_SECRET"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let err = settings(&[("DATABASE_URL", "   "), ("DB_POOL_MAX_SIZE", "")]).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug() {
+        let err = settings(&[(
+            "DATABASE_URL",
+            "postgres://u:hunter2-secret@h/db?sslmode=bogus",
+        )])
+        .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("DATABASE_URL"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        let ok = settings(&[("DATABASE_URL", URL)]).unwrap();
+        let debug = format!("{ok:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        let s = settings(&[
+            ("DATABASE_URL", URL),
+            (
+                "CORS_ORIGINS",
+                "https://App.example.com, http://localhost:3000",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "https://app.example.com/",
+            "ftp://x.example",
+            "https://*.example.com",
+            "https://x:99999",
+        ] {
+            let err = settings(&[("DATABASE_URL", URL), ("CORS_ORIGINS", bad)]).unwrap_err();
+            assert_eq!(err.problems[0].variable, "CORS_ORIGINS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn storage_is_all_or_nothing_and_derives_the_r2_endpoint() {
+        assert!(
+            settings(&[("DATABASE_URL", URL)])
+                .unwrap()
+                .storage
+                .is_none()
+        );
+        let s = settings(&[
+            ("DATABASE_URL", URL),
+            ("R2_ACCOUNT_ID", "0123abcd"),
+            ("R2_BUCKET_NAME", "calls"),
+            ("R2_ACCESS_KEY_ID", "AKID"),
+            ("R2_SECRET_ACCESS_KEY", "r2-secret-value"),
+        ])
+        .unwrap();
+        let storage = s.storage.as_ref().unwrap();
+        assert_eq!(
+            storage.endpoint,
+            "https://0123abcd.r2.cloudflarestorage.com"
+        );
+        assert!(!format!("{s:?}").contains("r2-secret-value"));
+        let err = settings(&[("DATABASE_URL", URL), ("R2_BUCKET_NAME", "calls")]).unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            names,
+            vec!["R2_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"]
+        );
+    }
+
+    #[test]
+    fn neon_style_urls_parse_with_tls_required() {
+        let cfg = parse_database_url(
+            "postgresql://u:p@ep-x-pooler.us-east-2.aws.neon.tech/neondb?sslmode=verify-full&sslrootcert=system&channel_binding=require",
+        )
+        .unwrap();
+        assert_eq!(cfg.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(cfg.get_dbname(), Some("neondb"));
+    }
+
+    #[test]
+    fn secret_json_fills_only_unset_variables() {
+        let secret = secrets::parse_secret_json(
+            r#"{"DATABASE_URL":"postgres://s@h/db","DB_POOL_MAX_SIZE":4}"#,
+        )
+        .unwrap();
+        let mut vars = HashMap::from([
+            ("DB_POOL_MAX_SIZE".to_owned(), "3".to_owned()),
+            ("DATABASE_URL".to_owned(), "".to_owned()),
+        ]);
+        merge_secret(&mut vars, secret);
+        assert_eq!(vars["DATABASE_URL"], "postgres://s@h/db");
+        assert_eq!(vars["DB_POOL_MAX_SIZE"], "3");
+        assert!(secrets::parse_secret_json("[1]").is_err());
+        assert!(secrets::parse_secret_json(r#"{"A":{"nested":1}}"#).is_err());
+    }
+
+    const DEPLOYED: &[(&str, &str)] = &[
+        ("DATABASE_URL", URL),
+        ("PARLEY_STAGE", "prod"),
+        ("CORS_ORIGINS", "https://app.example.com"),
+        ("AUTH_SECRET", "0123456789abcdef0123456789abcdef0123"),
+    ];
+
+    #[test]
+    fn vendor_defaults_are_the_documented_hosts() {
+        let s = settings(&[("DATABASE_URL", URL)]).unwrap();
+        assert_eq!(s.vendors.assemblyai.base_url, "https://api.assemblyai.com");
+        assert_eq!(
+            s.vendors.assemblyai.streaming_base_url,
+            "https://streaming.assemblyai.com"
+        );
+        assert_eq!(s.vendors.elevenlabs.base_url, "https://api.elevenlabs.io");
+        assert_eq!(s.queues.max_receive_count, 5);
+        assert_eq!(s.transcription.audio_url_ttl, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn deployed_stages_refuse_plain_http_vendors_and_callbacks() {
+        let mut vars = DEPLOYED.to_vec();
+        vars.extend([
+            ("ASSEMBLYAI_BASE_URL", "http://127.0.0.1:9010"),
+            ("BACKEND_URL", "http://api.example.com"),
+            ("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io/?x=1"),
+        ]);
+        let e = settings(&vars).unwrap_err();
+        let named: Vec<&str> = e.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            named,
+            ["BACKEND_URL", "ASSEMBLYAI_BASE_URL", "ELEVENLABS_BASE_URL"]
+        );
+        // Locally, the sandbox on loopback is fine.
+        let local = settings(&[
+            ("DATABASE_URL", URL),
+            ("ASSEMBLYAI_BASE_URL", "http://127.0.0.1:9010/"),
+        ])
+        .unwrap();
+        assert_eq!(local.vendors.assemblyai.base_url, "http://127.0.0.1:9010");
+    }
+
+    #[test]
+    fn a_missing_key_fails_the_functions_that_need_it_and_keys_never_show() {
+        let s = settings(DEPLOYED).unwrap();
+        let e = s.require_assemblyai().unwrap_err();
+        assert_eq!(e.problems[0].variable, "ASSEMBLYAI_API_KEY");
+        assert_eq!(
+            s.require_elevenlabs().unwrap_err().problems[0].variable,
+            "ELEVENLABS_API_KEY"
+        );
+        assert_eq!(
+            s.require_backend_url().unwrap_err().problems[0].variable,
+            "BACKEND_URL"
+        );
+        let mut vars = DEPLOYED.to_vec();
+        vars.extend([
+            ("ASSEMBLYAI_API_KEY", "aai-very-secret-key"),
+            ("ELEVENLABS_API_KEY", "sk_el_very_secret"),
+        ]);
+        let s = settings(&vars).unwrap();
+        assert!(s.require_assemblyai().is_ok() && s.require_elevenlabs().is_ok());
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("very-secret") && !debug.contains("very_secret"),
+            "{debug}"
+        );
+    }
+}
