@@ -59,6 +59,12 @@ impl App {
         Ok(Transcriptions::new(self.db.clone(), queue, cursors))
     }
 
+    /// Reading transcriptions only: no queue, so no SQS client is built.
+    pub fn transcription_reads(&self) -> Transcriptions {
+        let cursors = Cursors::new(&self.settings.auth_secret, "transcriptions");
+        Transcriptions::read_only(self.db.clone(), cursors)
+    }
+
     /// The AssemblyAI client; init fails without a key.
     pub fn assemblyai(&self) -> Result<AssemblyAi, ConfigError> {
         let settings = self.settings.require_assemblyai()?;
@@ -105,6 +111,12 @@ impl App {
         let storage = Storage::new(self.settings.require_storage()?);
         let queue = JobQueue::new(sqs, self.settings.require_tts_queue()?);
         Ok(TtsJobs::new(self.db.clone(), storage, queue))
+    }
+
+    /// Reading speech jobs only: R2 for the audio links, no queue.
+    pub fn tts_reads(&self) -> Result<TtsJobs, ConfigError> {
+        let storage = Storage::new(self.settings.require_storage()?);
+        Ok(TtsJobs::read_only(self.db.clone(), storage))
     }
 
     /// Everything the speech worker and its reconciler need, checked at init.

@@ -79,16 +79,33 @@ impl Tts {
 pub struct TtsJobs {
     db: DbPool,
     storage: Storage,
-    queue: JobQueue,
+    /// `None` in `tts-get`, which then builds no SQS client.
+    queue: Option<JobQueue>,
 }
 
 impl TtsJobs {
     pub fn new(db: DbPool, storage: Storage, queue: JobQueue) -> Self {
-        TtsJobs { db, storage, queue }
+        TtsJobs {
+            db,
+            storage,
+            queue: Some(queue),
+        }
+    }
+
+    /// For the function that only reads.
+    pub fn read_only(db: DbPool, storage: Storage) -> Self {
+        TtsJobs {
+            db,
+            storage,
+            queue: None,
+        }
     }
 
     /// Stores a queued job and enqueues it; if the queue is down the reconciler sends it.
     pub async fn create(&self, owner: UserId, request: NewTts) -> Result<Tts, Error> {
+        let queue = self.queue.as_ref().ok_or_else(|| {
+            Error::Internal("this function was built read-only, without its queue".into())
+        })?;
         let id = Uuid::now_v7();
         let settings = request
             .voice_settings
@@ -123,7 +140,7 @@ impl TtsJobs {
             .map_err(DbError::from)?;
         let tts = Tts::from_row(rows.first().ok_or(Error::Internal("no row".into()))?);
         drop(client);
-        self.queue
+        queue
             .send_and_mark(&self.db, TABLE.mark_sent, id, &TtsJob { tts_id: id })
             .await;
         Ok(tts)

@@ -231,13 +231,27 @@ fn new_secret() -> String {
 #[derive(Debug, Clone)]
 pub struct Transcriptions {
     db: DbPool,
-    queue: JobQueue,
+    /// `None` in the read-only functions, which then build no SQS client.
+    queue: Option<JobQueue>,
     cursors: Cursors,
 }
 
 impl Transcriptions {
     pub fn new(db: DbPool, queue: JobQueue, cursors: Cursors) -> Self {
-        Transcriptions { db, queue, cursors }
+        Transcriptions {
+            db,
+            queue: Some(queue),
+            cursors,
+        }
+    }
+
+    /// For the functions that only read (get, list).
+    pub fn read_only(db: DbPool, cursors: Cursors) -> Self {
+        Transcriptions {
+            db,
+            queue: None,
+            cursors,
+        }
     }
 
     /// Creates a queued job for a `ready` recording and enqueues it. If the queue is down the row
@@ -248,6 +262,9 @@ impl Transcriptions {
         recording_id: Uuid,
         request: NewTranscription,
     ) -> Result<Transcription, Error> {
+        let queue = self.queue.as_ref().ok_or_else(|| {
+            Error::Internal("this function was built read-only, without its queue".into())
+        })?;
         let id = Uuid::now_v7();
         let secret = new_secret();
         let client = db::client(&self.db).await?;
@@ -290,7 +307,7 @@ impl Transcriptions {
         };
         let transcription = Transcription::from_row(row);
         drop(client);
-        self.queue
+        queue
             .send_and_mark(&self.db, TABLE.mark_sent, id, &job_for(id))
             .await;
         Ok(transcription)
