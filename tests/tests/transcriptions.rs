@@ -1,5 +1,5 @@
 //! Transcription jobs against real PostgreSQL, moto_server (S3 + SQS) and wiremock playing
-//! AssemblyAI, which asserts the exact requests vendors.md §1 documents. Handlers get real API
+//! AssemblyAI, which asserts the exact requests AssemblyAI documents. Handlers get real API
 //! Gateway v2 events; the worker gets real SQS events received from the moto queue.
 
 use std::time::Duration;

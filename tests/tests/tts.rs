@@ -1,5 +1,5 @@
 //! Speech jobs against real PostgreSQL, moto_server (S3 + SQS) and wiremock playing ElevenLabs,
-//! asserting the exact request vendors.md §2 documents (path, query, headers, JSON body).
+//! asserting the exact request ElevenLabs documents (path, query, headers, JSON body).
 
 use std::time::Duration;
 

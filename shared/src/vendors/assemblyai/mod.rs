@@ -1,4 +1,4 @@
-//! AssemblyAI's REST API as vendors.md §1 documents it: `Authorization: <key>` (no Bearer),
+//! AssemblyAI's REST API as AssemblyAI documents it: `Authorization: <key>` (no Bearer),
 //! `POST /v2/transcript`, `GET /v2/transcript/{id}` and the v3 streaming token.
 
 use secrecy::SecretString;

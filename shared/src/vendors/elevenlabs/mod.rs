@@ -1,4 +1,4 @@
-//! ElevenLabs text-to-speech as vendors.md §2 documents it: `POST /v1/text-to-speech/{voice_id}
+//! ElevenLabs text-to-speech as ElevenLabs documents it: `POST /v1/text-to-speech/{voice_id}
 //! ?output_format=…` with `xi-api-key`, a JSON body, and binary audio back. Errors are
 //! `{"detail": {"status", "message"}}`; a 429 says whether the plan's concurrency is full
 //! (`too_many_concurrent_requests`: wait for a slot) or ElevenLabs is overloaded (`system_busy`: back off).
