@@ -22,6 +22,18 @@ pub struct Position {
     pub id: Uuid,
 }
 
+/// Every list answers `{"items": [...], "next_cursor": "..." | null}`.
+#[derive(Debug, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A row listed newest first, continued after its `(created_at, id)`.
+pub trait Keyed {
+    fn position(&self) -> Position;
+}
+
 /// Signs positions for one purpose; the owner is bound into every signature.
 #[derive(Clone)]
 pub struct Cursors {
@@ -83,6 +95,12 @@ impl Cursors {
             )])
         })?;
         Ok((Some(position.created_at), Some(position.id)))
+    }
+
+    /// One page of a listing fetched with `LIMIT limit + 1`, keyed by each row's position.
+    pub fn page_of<T: Keyed>(&self, owner: UserId, rows: Vec<T>, limit: i64) -> Page<T> {
+        let (items, next_cursor) = self.page(owner, rows, limit, Keyed::position);
+        Page { items, next_cursor }
     }
 
     /// Trims rows fetched with `LIMIT limit + 1` to `limit`, with the cursor after the last one

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::ids::UserId;
-use crate::domain::paging::{Cursors, Position};
+use crate::domain::paging::{Cursors, Keyed, Page, Position};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::storage::{Presigned, Storage, StorageError};
@@ -212,10 +212,13 @@ pub struct Downloadable {
     pub download_expires_at: OffsetDateTime,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<Recording>,
-    pub next_cursor: Option<String>,
+impl Keyed for Recording {
+    fn position(&self) -> Position {
+        Position {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
 }
 
 /// What the sweeper did.
@@ -387,7 +390,7 @@ impl Recordings {
         owner: UserId,
         limit: i64,
         cursor: Option<&str>,
-    ) -> Result<Page, Error> {
+    ) -> Result<Page<Recording>, Error> {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let fetch = limit + 1;
@@ -409,11 +412,7 @@ impl Recordings {
             .await
             .map_err(DbError::from)?;
         let rows: Vec<Recording> = rows.iter().map(Recording::from_row).collect();
-        let (items, next_cursor) = self.cursors.page(owner, rows, limit, |r| Position {
-            created_at: r.created_at,
-            id: r.id,
-        });
-        Ok(Page { items, next_cursor })
+        Ok(self.cursors.page_of(owner, rows, limit))
     }
 
     /// The recording with a presigned download, as an attachment.

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
-use crate::domain::paging::{Cursors, Position};
+use crate::domain::paging::{Cursors, Keyed, Page, Position};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
@@ -98,10 +98,13 @@ pub struct Summary {
     pub completed_at: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<Summary>,
-    pub next_cursor: Option<String>,
+impl Keyed for Summary {
+    fn position(&self) -> Position {
+        Position {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
 }
 
 const FULL_COLUMNS: &str = "id, recording_id, status, text, utterances, words, language_code, \
@@ -336,7 +339,7 @@ impl Transcriptions {
         recording_id: Uuid,
         limit: i64,
         cursor: Option<&str>,
-    ) -> Result<Page, Error> {
+    ) -> Result<Page<Summary>, Error> {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let owned = client
@@ -369,11 +372,7 @@ impl Transcriptions {
             .await
             .map_err(DbError::from)?;
         let rows: Vec<Summary> = rows.iter().map(Summary::from_row).collect();
-        let (items, next_cursor) = self.cursors.page(owner, rows, limit, |t| Position {
-            created_at: t.created_at,
-            id: t.id,
-        });
-        Ok(Page { items, next_cursor })
+        Ok(self.cursors.page_of(owner, rows, limit))
     }
 }
 
