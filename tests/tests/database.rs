@@ -187,3 +187,37 @@ async fn an_unreachable_database_fails_fast_as_unavailable() {
     assert!(started.elapsed() < Duration::from_millis(1500));
     assert!(!err.to_string().contains("not-a-real-password"));
 }
+
+/// The session lookup runs on a plan prepared once per connection (issue: warm `/api/me` was
+/// re-planned on every request), and `DB_STATEMENT_CACHE=off` sends unnamed statements instead.
+#[tokio::test]
+async fn the_session_query_is_prepared_once_per_connection_unless_the_cache_is_off() {
+    let db = TestDb::create().await;
+    let (_, token) = db.session("cache@example.com", 3600).await;
+    let mut headers = lambda_http::http::HeaderMap::new();
+    headers.insert(
+        lambda_http::http::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    for (cache, expected) in [("on", 1i64), ("off", 0)] {
+        let settings = db.settings(&[("DB_POOL_MAX_SIZE", "1"), ("DB_STATEMENT_CACHE", cache)]);
+        let app = shared::App::from_settings("test", settings);
+        for _ in 0..3 {
+            app.sessions.authenticate(&headers).await.unwrap();
+        }
+        // The pool holds one connection, so this is the one the lookups ran on.
+        let client = db::client(&app.db).await.unwrap();
+        let prepared: i64 = client
+            .query_one(
+                // This statement is prepared too, and its own text matches the pattern.
+                "SELECT count(*) FROM pg_prepared_statements
+                 WHERE statement LIKE '%FROM found%' AND statement NOT LIKE '%pg_prepared%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(prepared, expected, "DB_STATEMENT_CACHE={cache}");
+    }
+    db.drop_db().await;
+}

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{
@@ -19,7 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::platform::settings::{Reader, parse_database_url};
 
 pub use deadpool_postgres::{Client, Pool as DbPool};
-pub use tokio_postgres::types::Type;
+pub use tokio_postgres::Row;
+pub use tokio_postgres::types::{ToSql, Type};
 
 /// A connection idle this long may have died while the Lambda was frozen: check it before use.
 const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -88,6 +90,8 @@ pub struct DatabaseSettings {
     pub acquire_timeout: Duration,
     /// Zero disables the `statement_timeout` startup option.
     pub statement_timeout: Duration,
+    /// Prepare each statement once per server connection and reuse its plan (`DB_STATEMENT_CACHE`).
+    pub statement_cache: bool,
 }
 
 impl fmt::Debug for DatabaseSettings {
@@ -103,6 +107,7 @@ impl fmt::Debug for DatabaseSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("statement_cache", &self.statement_cache)
             .finish()
     }
 }
@@ -117,7 +122,19 @@ impl DatabaseSettings {
             Duration::from_millis(r.bounded("DB_ACQUIRE_TIMEOUT_MS", 3_000u64, 100, 10_000));
         let statement_timeout =
             Duration::from_millis(r.bounded("DB_STATEMENT_TIMEOUT_MS", 5_000u64, 0, 60_000));
+        let statement_cache = match r.get("DB_STATEMENT_CACHE").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                r.problem(
+                    "DB_STATEMENT_CACHE",
+                    format!("must be on or off; got {other:?}"),
+                );
+                true
+            }
+        };
         Some(DatabaseSettings {
+            statement_cache,
             pg: database_url(r)?,
             pool_max_size,
             connect_timeout,
@@ -157,8 +174,30 @@ fn database_url(r: &mut Reader) -> Option<tokio_postgres::Config> {
     }
 }
 
+/// Whether [`query`] prepares statements (set once per process by [`pool`]).
+static STATEMENT_CACHE: AtomicBool = AtomicBool::new(true);
+
+/// Runs one statement. With the statement cache on (the default), each SQL text is prepared once
+/// per server connection and later calls are a single Bind/Execute round trip on a cached plan;
+/// Neon's pooler (PgBouncer 1.22, transaction mode) tracks protocol-level prepared statements, so
+/// this holds behind it. `DB_STATEMENT_CACHE=off` sends unnamed statements for poolers that don't.
+pub async fn query(
+    client: &Client,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if !STATEMENT_CACHE.load(Ordering::Relaxed) {
+        return client.query_typed(sql, params).await;
+    }
+    let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+    let statement = client.prepare_typed_cached(sql, &types).await?;
+    let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+    client.query(&statement, &values).await
+}
+
 /// Builds the pool without connecting; the first `get` (or [`warm_up`]) opens a connection.
 pub fn pool(settings: &DatabaseSettings) -> Pool {
+    STATEMENT_CACHE.store(settings.statement_cache, Ordering::Relaxed);
     let mut pg = settings.pg.clone();
     pg.connect_timeout(settings.connect_timeout);
     pg.keepalives(true);

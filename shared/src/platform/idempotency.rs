@@ -90,8 +90,7 @@ impl Idempotency {
         let ttl = self.ttl.as_secs_f64();
         for _ in 0..=MAX_RETRIES {
             let client = db::client(&self.pool).await?;
-            let locked = client
-                .query_typed(
+            let locked = db::query(&client,
                     "INSERT INTO idempotency_records (scope, key_hash, status, payload_hash, in_progress_until, expires_at)
                      VALUES ($1, $2, 'INPROGRESS', $3, to_timestamp($4), now() + make_interval(secs => $5))
                      ON CONFLICT (scope, key_hash) DO UPDATE
@@ -116,8 +115,7 @@ impl Idempotency {
                     key_hash,
                 }));
             }
-            let existing = client
-                .query_typed(
+            let existing = db::query(&client,
                     "SELECT status, payload_hash, response, in_progress_until < now(), expires_at < now()
                      FROM idempotency_records WHERE scope = $1 AND key_hash = $2",
                     &[(&scope, Type::TEXT), (&key_hash, Type::BYTEA)],
@@ -148,8 +146,7 @@ impl Idempotency {
     /// Records the response; later claims with the same key and payload get it back.
     pub async fn complete(&self, lease: Lease, response: &Value) -> Result<(), IdempotencyError> {
         let client = db::client(&self.pool).await?;
-        client
-            .query_typed(
+        db::query(&client,
                 "UPDATE idempotency_records SET status = 'COMPLETED', response = $3, in_progress_until = NULL,
                         expires_at = now() + make_interval(secs => $4)
                  WHERE scope = $1 AND key_hash = $2",
@@ -168,8 +165,7 @@ impl Idempotency {
     /// Deletes the record after a failure, so a retry runs the work again.
     pub async fn release(&self, lease: Lease) -> Result<(), IdempotencyError> {
         let client = db::client(&self.pool).await?;
-        client
-            .query_typed(
+        db::query(&client,
                 "DELETE FROM idempotency_records WHERE scope = $1 AND key_hash = $2 AND status = 'INPROGRESS'",
                 &[(&lease.scope, Type::TEXT), (&lease.key_hash, Type::BYTEA)],
             )
@@ -181,13 +177,13 @@ impl Idempotency {
     /// Drops records past their expiry (housekeeping; correctness never depends on it).
     pub async fn purge_expired(&self) -> Result<u64, IdempotencyError> {
         let client = db::client(&self.pool).await?;
-        let rows = client
-            .query_typed(
-                "DELETE FROM idempotency_records WHERE expires_at < now() RETURNING 1",
-                &[],
-            )
-            .await
-            .map_err(DbError::from)?;
+        let rows = db::query(
+            &client,
+            "DELETE FROM idempotency_records WHERE expires_at < now() RETURNING 1",
+            &[],
+        )
+        .await
+        .map_err(DbError::from)?;
         Ok(rows.len() as u64)
     }
 }

@@ -81,8 +81,7 @@ impl JobQueue {
         }
         let marked = async {
             let client = db::client(db).await?;
-            client
-                .query_typed(mark_sent, &[(&id, Type::UUID)])
+            db::query(&client, mark_sent, &[(&id, Type::UUID)])
                 .await
                 .map_err(DbError::from)
         }

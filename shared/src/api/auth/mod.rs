@@ -207,17 +207,17 @@ impl Sessions {
         let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
         let token = creds.token.ok_or(ApiError::Unauthenticated)?;
         let client = db::client(&self.pool).await?;
-        let rows = client
-            .query_typed(
-                RESOLVE_SQL,
-                &[
-                    (&token.expose(), Type::TEXT),
-                    (&secs(self.settings.max_age), Type::FLOAT8),
-                    (&secs(self.settings.update_age), Type::FLOAT8),
-                ],
-            )
-            .await
-            .map_err(db::DbError::from)?;
+        let rows = db::query(
+            &client,
+            RESOLVE_SQL,
+            &[
+                (&token.expose(), Type::TEXT),
+                (&secs(self.settings.max_age), Type::FLOAT8),
+                (&secs(self.settings.update_age), Type::FLOAT8),
+            ],
+        )
+        .await
+        .map_err(db::DbError::from)?;
         let row = rows.first().ok_or(ApiError::Unauthenticated)?;
         Ok(Session {
             user: User {
@@ -240,13 +240,13 @@ impl Sessions {
         let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
         if let Some(token) = &creds.token {
             let client = db::client(&self.pool).await?;
-            client
-                .query_typed(
-                    r#"DELETE FROM sessions WHERE "sessionToken" = $1"#,
-                    &[(&token.expose(), Type::TEXT)],
-                )
-                .await
-                .map_err(db::DbError::from)?;
+            db::query(
+                &client,
+                r#"DELETE FROM sessions WHERE "sessionToken" = $1"#,
+                &[(&token.expose(), Type::TEXT)],
+            )
+            .await
+            .map_err(db::DbError::from)?;
         }
         Ok(match creds.source {
             TokenSource::Cookie(name) => Some(name),

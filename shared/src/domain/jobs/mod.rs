@@ -72,17 +72,17 @@ impl JobTable {
     /// Marks a live job `failed` with a reason the owner may read.
     pub async fn fail(&self, pool: &DbPool, id: Uuid, reason: &str) -> Result<(), Retry> {
         let client = db::client(pool).await?;
-        client
-            .query_typed(
-                &format!(
-                    "UPDATE {} SET status = 'failed', error = $2{}, updated_at = now()
+        db::query(
+            &client,
+            &format!(
+                "UPDATE {} SET status = 'failed', error = $2{}, updated_at = now()
                      WHERE id = $1 AND status IN ('queued', 'processing')",
-                    self.name, self.cleared_on_failure
-                ),
-                &[(&id, Type::UUID), (&reason, Type::TEXT)],
-            )
-            .await
-            .map_err(DbError::from)?;
+                self.name, self.cleared_on_failure
+            ),
+            &[(&id, Type::UUID), (&reason, Type::TEXT)],
+        )
+        .await
+        .map_err(DbError::from)?;
         Ok(())
     }
 
@@ -95,8 +95,7 @@ impl JobTable {
         } else {
             ""
         };
-        let rows = client
-            .query_typed(
+        let rows = db::query(&client,
                 &format!(
                     "SELECT id FROM {name}
                      WHERE (status = 'queued' AND {lease} IS NULL

@@ -268,8 +268,7 @@ impl Recordings {
             .await?;
         let expires_at = OffsetDateTime::now_utc() + UPLOAD_URL_TTL;
         let client = db::client(&self.db).await?;
-        let row = client
-            .query_typed(
+        let row = db::query(&client,
                 &format!(
                     "INSERT INTO recordings (id, owner_id, object_key, status, content_type, declared_size_bytes, file_name)
                      VALUES ($1, $2, $3, 'pending_upload', $4, $5, $6) RETURNING {COLUMNS}"
@@ -293,8 +292,7 @@ impl Recordings {
 
     async fn find(&self, owner: UserId, id: Uuid) -> Result<Recording, Error> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
+        let rows = db::query(&client,
                 &format!("SELECT {COLUMNS} FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'"),
                 &[(&id, Type::UUID), (&owner, Type::INT4)],
             )
@@ -313,8 +311,7 @@ impl Recordings {
         reason: Option<&str>,
     ) -> Result<Option<Recording>, Error> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
+        let rows = db::query(&client,
                 &format!(
                     "UPDATE recordings SET status = $3, size_bytes = $4, duration_seconds = $5, failure_reason = $6,
                             updated_at = now()
@@ -394,23 +391,23 @@ impl Recordings {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
         let fetch = limit + 1;
-        let rows = client
-            .query_typed(
-                &format!(
-                    "SELECT {COLUMNS} FROM recordings
+        let rows = db::query(
+            &client,
+            &format!(
+                "SELECT {COLUMNS} FROM recordings
                      WHERE owner_id = $1 AND status <> 'deleted'
                        AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
                      ORDER BY created_at DESC, id DESC LIMIT $4"
-                ),
-                &[
-                    (&owner, Type::INT4),
-                    (&after_at, Type::TIMESTAMPTZ),
-                    (&after_id, Type::UUID),
-                    (&fetch, Type::INT8),
-                ],
-            )
-            .await
-            .map_err(DbError::from)?;
+            ),
+            &[
+                (&owner, Type::INT4),
+                (&after_at, Type::TIMESTAMPTZ),
+                (&after_id, Type::UUID),
+                (&fetch, Type::INT8),
+            ],
+        )
+        .await
+        .map_err(DbError::from)?;
         let rows: Vec<Recording> = rows.iter().map(Recording::from_row).collect();
         Ok(self.cursors.page_of(owner, rows, limit))
     }
@@ -446,14 +443,14 @@ impl Recordings {
     /// `deleted` (invisible to the owner) and the sweeper, or a repeated DELETE, finishes the job.
     pub async fn delete(&self, owner: UserId, id: Uuid) -> Result<(), Error> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
-                "UPDATE recordings SET status = 'deleted', updated_at = now()
+        let rows = db::query(
+            &client,
+            "UPDATE recordings SET status = 'deleted', updated_at = now()
                  WHERE id = $1 AND owner_id = $2 RETURNING object_key",
-                &[(&id, Type::UUID), (&owner, Type::INT4)],
-            )
-            .await
-            .map_err(DbError::from)?;
+            &[(&id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
         let key: String = rows.first().ok_or(Error::NotFound)?.get(0);
         drop(client);
         self.finish_deletion(id, &key).await.map_err(Error::from)
@@ -465,13 +462,13 @@ impl Recordings {
             .await
             .map_err(DeletionError::Storage)?;
         let client = db::client(&self.db).await.map_err(DeletionError::Db)?;
-        client
-            .query_typed(
-                "DELETE FROM recordings WHERE id = $1 AND status = 'deleted'",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .map_err(|e| DeletionError::Db(e.into()))?;
+        db::query(
+            &client,
+            "DELETE FROM recordings WHERE id = $1 AND status = 'deleted'",
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .map_err(|e| DeletionError::Db(e.into()))?;
         Ok(())
     }
 
@@ -479,8 +476,7 @@ impl Recordings {
     pub async fn sweep(&self, abandoned_after: Duration, batch: i64) -> Result<SweepReport, Error> {
         let client = db::client(&self.db).await?;
         // Claim abandoned uploads by marking them deleted, so the owner never sees a half-removed row.
-        let abandoned = client
-            .query_typed(
+        let abandoned = db::query(&client,
                 "UPDATE recordings SET status = 'deleted', failure_reason = 'upload abandoned', updated_at = now()
                  WHERE id IN (SELECT id FROM recordings WHERE status = 'pending_upload'
                               AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2
@@ -491,8 +487,7 @@ impl Recordings {
             .await
             .map_err(DbError::from)?;
         let abandoned: Vec<Uuid> = abandoned.iter().map(|r| r.get(0)).collect();
-        let pending = client
-            .query_typed(
+        let pending = db::query(&client,
                 "SELECT id, object_key FROM recordings WHERE status = 'deleted' ORDER BY updated_at LIMIT $1",
                 &[(&batch, Type::INT8)],
             )

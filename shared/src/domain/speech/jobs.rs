@@ -116,28 +116,28 @@ impl TtsJobs {
         let characters = i32::try_from(request.characters)
             .map_err(|_| Error::Internal("character count overflow".into()))?;
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
-                &format!(
-                    "INSERT INTO tts_jobs (id, owner_id, status, text, characters, voice_id, model_id,
+        let rows = db::query(
+            &client,
+            &format!(
+                "INSERT INTO tts_jobs (id, owner_id, status, text, characters, voice_id, model_id,
                                            output_format, voice_settings, content_type)
                      VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9)
                      RETURNING {COLUMNS}"
-                ),
-                &[
-                    (&id, Type::UUID),
-                    (&owner, Type::INT4),
-                    (&request.text, Type::TEXT),
-                    (&characters, Type::INT4),
-                    (&request.voice_id, Type::TEXT),
-                    (&request.model_id, Type::TEXT),
-                    (&request.output_format.name, Type::TEXT),
-                    (&settings, Type::JSONB),
-                    (&request.output_format.content_type(), Type::TEXT),
-                ],
-            )
-            .await
-            .map_err(DbError::from)?;
+            ),
+            &[
+                (&id, Type::UUID),
+                (&owner, Type::INT4),
+                (&request.text, Type::TEXT),
+                (&characters, Type::INT4),
+                (&request.voice_id, Type::TEXT),
+                (&request.model_id, Type::TEXT),
+                (&request.output_format.name, Type::TEXT),
+                (&settings, Type::JSONB),
+                (&request.output_format.content_type(), Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(DbError::from)?;
         let tts = Tts::from_row(rows.first().ok_or(Error::Internal("no row".into()))?);
         drop(client);
         queue
@@ -149,13 +149,13 @@ impl TtsJobs {
     /// The owner's job, with a presigned link to the audio once it is there.
     pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Tts, Error> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
-                &format!("SELECT {COLUMNS} FROM tts_jobs WHERE id = $1 AND owner_id = $2"),
-                &[(&id, Type::UUID), (&owner, Type::INT4)],
-            )
-            .await
-            .map_err(DbError::from)?;
+        let rows = db::query(
+            &client,
+            &format!("SELECT {COLUMNS} FROM tts_jobs WHERE id = $1 AND owner_id = $2"),
+            &[(&id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
         let mut tts = rows.first().map(Tts::from_row).ok_or(Error::NotFound)?;
         drop(client);
         if let (Status::Completed, Some(key)) = (tts.status, tts.object_key.as_deref()) {
@@ -271,14 +271,14 @@ impl TtsWorker {
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
-                "SELECT status, owner_id, text, voice_id, model_id, output_format, voice_settings,
+        let rows = db::query(
+            &client,
+            "SELECT status, owner_id, text, voice_id, model_id, output_format, voice_settings,
                         synth_started_at IS NOT NULL
                  FROM tts_jobs WHERE id = $1",
-                &[(&id, Type::UUID)],
-            )
-            .await?;
+            &[(&id, Type::UUID)],
+        )
+        .await?;
         Ok(rows.first().map(|r| JobRow {
             status: Status::parse(r.get(0)),
             owner: r.get(1),
@@ -336,8 +336,7 @@ impl TtsWorker {
             return self.resume(id, &key, format).await;
         }
         let client = db::client(&self.db).await?;
-        let claimed = client
-            .query_typed(
+        let claimed = db::query(&client,
                 "UPDATE tts_jobs SET synth_started_at = now(), status = 'processing', updated_at = now()
                  WHERE id = $1 AND status = 'queued' AND synth_started_at IS NULL RETURNING 1",
                 &[(&id, Type::UUID)],
@@ -457,8 +456,7 @@ impl TtsWorker {
         request_id: Option<&str>,
     ) -> Result<Advance, Retry> {
         let client = db::client(&self.db).await?;
-        let updated = client
-            .query_typed(
+        let updated = db::query(&client,
                 "UPDATE tts_jobs SET status = 'completed', object_key = $2, size_bytes = $3, content_type = $4,
                         vendor_request_id = COALESCE($5, vendor_request_id), text = NULL, error = NULL,
                         updated_at = now(), completed_at = now()
@@ -484,14 +482,14 @@ impl TtsWorker {
 
     async fn undo_checkpoint(&self, id: Uuid) -> Result<(), Retry> {
         let client = db::client(&self.db).await?;
-        client
-            .query_typed(
-                "UPDATE tts_jobs SET synth_started_at = NULL, status = 'queued', updated_at = now()
+        db::query(
+            &client,
+            "UPDATE tts_jobs SET synth_started_at = NULL, status = 'queued', updated_at = now()
                  WHERE id = $1 AND status = 'processing'",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .map_err(DbError::from)?;
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .map_err(DbError::from)?;
         Ok(())
     }
 

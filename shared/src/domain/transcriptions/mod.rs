@@ -271,30 +271,29 @@ impl Transcriptions {
         let id = Uuid::now_v7();
         let secret = new_secret();
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
-                &format!(
-                    "INSERT INTO transcriptions (id, owner_id, recording_id, status, language_code,
+        let rows = db::query(
+            &client,
+            &format!(
+                "INSERT INTO transcriptions (id, owner_id, recording_id, status, language_code,
                                                  speaker_labels, speakers_expected, webhook_secret)
                      SELECT $1, $2, r.id, 'queued', $4, $5, $6, $7 FROM recordings r
                       WHERE r.id = $3 AND r.owner_id = $2 AND r.status = 'ready'
                      RETURNING {FULL_COLUMNS}"
-                ),
-                &[
-                    (&id, Type::UUID),
-                    (&owner, Type::INT4),
-                    (&recording_id, Type::UUID),
-                    (&request.language_code, Type::TEXT),
-                    (&request.speaker_labels, Type::BOOL),
-                    (&request.speakers_expected, Type::INT4),
-                    (&secret, Type::TEXT),
-                ],
-            )
-            .await
-            .map_err(DbError::from)?;
+            ),
+            &[
+                (&id, Type::UUID),
+                (&owner, Type::INT4),
+                (&recording_id, Type::UUID),
+                (&request.language_code, Type::TEXT),
+                (&request.speaker_labels, Type::BOOL),
+                (&request.speakers_expected, Type::INT4),
+                (&secret, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(DbError::from)?;
         let Some(row) = rows.first() else {
-            let status = client
-                .query_typed(
+            let status = db::query(&client,
                     "SELECT status FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'",
                     &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
                 )
@@ -318,15 +317,13 @@ impl Transcriptions {
 
     pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Transcription, Error> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
-                &format!(
-                    "SELECT {FULL_COLUMNS} FROM transcriptions WHERE id = $1 AND owner_id = $2"
-                ),
-                &[(&id, Type::UUID), (&owner, Type::INT4)],
-            )
-            .await
-            .map_err(DbError::from)?;
+        let rows = db::query(
+            &client,
+            &format!("SELECT {FULL_COLUMNS} FROM transcriptions WHERE id = $1 AND owner_id = $2"),
+            &[(&id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
         rows.first()
             .map(Transcription::from_row)
             .ok_or(Error::NotFound)
@@ -342,35 +339,35 @@ impl Transcriptions {
     ) -> Result<Page<Summary>, Error> {
         let (after_at, after_id) = self.cursors.after(owner, cursor)?;
         let client = db::client(&self.db).await?;
-        let owned = client
-            .query_typed(
-                "SELECT 1 FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'",
-                &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
-            )
-            .await
-            .map_err(DbError::from)?;
+        let owned = db::query(
+            &client,
+            "SELECT 1 FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'",
+            &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
         if owned.is_empty() {
             return Err(Error::NotFound);
         }
         let fetch = limit + 1;
-        let rows = client
-            .query_typed(
-                &format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM transcriptions
+        let rows = db::query(
+            &client,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM transcriptions
                      WHERE recording_id = $1 AND owner_id = $2
                        AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
                      ORDER BY created_at DESC, id DESC LIMIT $5"
-                ),
-                &[
-                    (&recording_id, Type::UUID),
-                    (&owner, Type::INT4),
-                    (&after_at, Type::TIMESTAMPTZ),
-                    (&after_id, Type::UUID),
-                    (&fetch, Type::INT8),
-                ],
-            )
-            .await
-            .map_err(DbError::from)?;
+            ),
+            &[
+                (&recording_id, Type::UUID),
+                (&owner, Type::INT4),
+                (&after_at, Type::TIMESTAMPTZ),
+                (&after_id, Type::UUID),
+                (&fetch, Type::INT8),
+            ],
+        )
+        .await
+        .map_err(DbError::from)?;
         let rows: Vec<Summary> = rows.iter().map(Summary::from_row).collect();
         Ok(self.cursors.page_of(owner, rows, limit))
     }
@@ -412,13 +409,13 @@ pub async fn accept_callback(
     hint: Option<String>,
 ) -> Result<CallbackOutcome, CallbackError> {
     let client = db::client(db).await?;
-    let rows = client
-        .query_typed(
-            "SELECT webhook_secret, status FROM transcriptions WHERE id = $1",
-            &[(&transcription_id, Type::UUID)],
-        )
-        .await
-        .map_err(DbError::from)?;
+    let rows = db::query(
+        &client,
+        "SELECT webhook_secret, status FROM transcriptions WHERE id = $1",
+        &[(&transcription_id, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?;
     drop(client);
     // Compare against a stand-in when there is no row, so timing does not reveal which ids exist.
     let (expected, status) = match rows.first() {
@@ -534,8 +531,7 @@ impl TranscriptionWorker {
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
         let client = db::client(&self.db).await?;
-        let rows = client
-            .query_typed(
+        let rows = db::query(&client,
                 "SELECT t.status, t.vendor_transcript_id, t.submit_started_at IS NOT NULL, t.language_code,
                         t.speaker_labels, t.speakers_expected, t.webhook_secret, r.object_key,
                         r.status = 'ready'
@@ -642,16 +638,16 @@ impl TranscriptionWorker {
         };
         // The checkpoint: from here on this job is never submitted by anyone else.
         let client = db::client(&self.db).await?;
-        let claimed = client
-            .query_typed(
-                "UPDATE transcriptions SET submit_started_at = now(), updated_at = now()
+        let claimed = db::query(
+            &client,
+            "UPDATE transcriptions SET submit_started_at = now(), updated_at = now()
                  WHERE id = $1 AND status = 'queued' AND submit_started_at IS NULL
                    AND vendor_transcript_id IS NULL
                  RETURNING 1",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .map_err(DbError::from)?;
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .map_err(DbError::from)?;
         drop(client);
         if claimed.is_empty() {
             self.idempotency.release(lease).await?;
@@ -759,8 +755,7 @@ impl TranscriptionWorker {
         let client = db::client(&self.db).await?;
         match transcript.status {
             TranscriptStatus::Queued | TranscriptStatus::Processing => {
-                client
-                    .query_typed(
+                db::query(&client,
                         "UPDATE transcriptions SET status = 'processing', checked_at = now(), updated_at = now()
                          WHERE id = $1 AND status IN ('queued', 'processing')",
                         &[(&id, Type::UUID)],
@@ -776,8 +771,7 @@ impl TranscriptionWorker {
                 let words = serde_json::to_value(transcript.words.as_deref().unwrap_or(&[]))
                     .map_err(|e| Retry(format!("could not encode the words: {e}")))?;
                 let text = transcript.text.clone().unwrap_or_default();
-                client
-                    .query_typed(
+                db::query(&client,
                         "UPDATE transcriptions
                             SET status = 'completed', text = $2, utterances = $3, words = $4,
                                 language_code = coalesce($5, language_code), audio_duration_seconds = $6,
@@ -813,8 +807,7 @@ impl TranscriptionWorker {
 
     async fn save_vendor_id(&self, id: Uuid, vendor_id: &str) -> Result<(), Retry> {
         let client = db::client(&self.db).await?;
-        client
-            .query_typed(
+        db::query(&client,
                 "UPDATE transcriptions
                     SET vendor_transcript_id = $2, status = 'processing', submitted_at = now(),
                         checked_at = now(), updated_at = now()
@@ -828,27 +821,27 @@ impl TranscriptionWorker {
 
     async fn undo_checkpoint(&self, id: Uuid) -> Result<(), Retry> {
         let client = db::client(&self.db).await?;
-        client
-            .query_typed(
-                "UPDATE transcriptions SET submit_started_at = NULL, updated_at = now()
+        db::query(
+            &client,
+            "UPDATE transcriptions SET submit_started_at = NULL, updated_at = now()
                  WHERE id = $1 AND vendor_transcript_id IS NULL",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .map_err(DbError::from)?;
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .map_err(DbError::from)?;
         Ok(())
     }
 
     async fn mark_processing(&self, id: Uuid) -> Result<(), Retry> {
         let client = db::client(&self.db).await?;
-        client
-            .query_typed(
-                "UPDATE transcriptions SET status = 'processing', updated_at = now()
+        db::query(
+            &client,
+            "UPDATE transcriptions SET status = 'processing', updated_at = now()
                  WHERE id = $1 AND status = 'queued'",
-                &[(&id, Type::UUID)],
-            )
-            .await
-            .map_err(DbError::from)?;
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .map_err(DbError::from)?;
         Ok(())
     }
 
@@ -862,23 +855,22 @@ impl TranscriptionWorker {
         let mut report = ReconcileReport::default();
         let unsent = TABLE.unsent(&self.db, batch).await?;
         let client = db::client(&self.db).await?;
-        let overdue = client
-            .query_typed(
-                "UPDATE transcriptions SET checked_at = now(), updated_at = now()
+        let overdue = db::query(
+            &client,
+            "UPDATE transcriptions SET checked_at = now(), updated_at = now()
                  WHERE id IN (SELECT id FROM transcriptions
                               WHERE status = 'processing' AND vendor_transcript_id IS NOT NULL
                                 AND coalesce(checked_at, submitted_at, updated_at)
                                     < now() - make_interval(secs => $1)
                               ORDER BY updated_at LIMIT $2)
                  RETURNING id",
-                &[
-                    (&self.settings.reconcile_after.as_secs_f64(), Type::FLOAT8),
-                    (&batch, Type::INT8),
-                ],
-            )
-            .await?;
-        let unconfirmed = client
-            .query_typed(
+            &[
+                (&self.settings.reconcile_after.as_secs_f64(), Type::FLOAT8),
+                (&batch, Type::INT8),
+            ],
+        )
+        .await?;
+        let unconfirmed = db::query(&client,
                 "UPDATE transcriptions
                     SET status = 'failed', updated_at = now(),
                         error = 'the submission to AssemblyAI was interrupted and never confirmed; request a new transcription'
