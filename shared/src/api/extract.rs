@@ -1,7 +1,11 @@
 //! Reading a request: its JSON body, path parameters and query string.
 
 use lambda_http::{Request, RequestExt};
-use serde::de::DeserializeOwned;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
+    Unexpected, Visitor,
+};
+use serde_json::{Map, Number, Value};
 
 use crate::api::error::{ApiError, FieldError};
 
@@ -15,17 +19,14 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             field: None,
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    // Text after the value is refused here too, rather than ignored silently.
+    let json: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
+        detail: format!("body is not valid JSON: {e}"),
+        field: None,
+    })?;
+    let value = serde_path_to_error::deserialize(Strict(json)).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.classify() != serde_json::error::Category::Data {
-            return ApiError::BadRequest {
-                detail: format!("body is not valid JSON: {inner}"),
-                field: None,
-            };
-        }
-        let message = inner.to_string();
+        let message = e.into_inner().to_string();
         // serde reports a missing field at its parent's path, so the name comes from the message.
         let field = match missing_field_name(&message) {
             Some(name) if path == "." => name.to_owned(),
@@ -33,19 +34,150 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             None if path == "." => "body".to_owned(),
             None => path,
         };
-        // serde_json appends " at line L column C", which says nothing to an API client.
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(head, _)| head)
-            .to_owned();
         ApiError::Validation(vec![FieldError::new(field, message)])
     })?;
-    // Text after the value would otherwise be ignored silently.
-    de.end().map_err(|e| ApiError::BadRequest {
-        detail: format!("body is not valid JSON: {e}"),
-        field: None,
-    })?;
     Ok(value)
+}
+
+/// A JSON value read the way the API contract (JSON Schema) reads it, where serde's derive is
+/// laxer: a struct is only ever an object (serde would also take an array, by position), and a
+/// number with no fractional part is an integer (JSON Schema counts `10.0` as one).
+struct Strict(Value);
+
+impl<'de> Deserializer<'de> for Strict {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Number(n) => match whole(&n) {
+                Some(Whole::Signed(i)) => visitor.visit_i64(i),
+                Some(Whole::Unsigned(u)) => visitor.visit_u64(u),
+                None => Value::Number(n).deserialize_any(visitor),
+            },
+            Value::Array(items) => visitor.visit_seq(StrictSeq(items.into_iter())),
+            Value::Object(map) => visitor.visit_map(StrictMap {
+                entries: map.into_iter(),
+                pending: None,
+            }),
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(_) => self.deserialize_any(visitor),
+            other => Err(de::Error::invalid_type(unexpected(&other), &"an object")),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            other => visitor.visit_some(Strict(other)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+enum Whole {
+    Signed(i64),
+    Unsigned(u64),
+}
+
+/// `10.0` as the integer 10; `None` for a true fraction or a number already an integer.
+fn whole(n: &Number) -> Option<Whole> {
+    let f = n.as_f64().filter(|_| n.is_f64())?;
+    if f.fract() != 0.0 || !f.is_finite() {
+        return None;
+    }
+    if f >= 0.0 && f <= u64::MAX as f64 {
+        Some(Whole::Unsigned(f as u64))
+    } else if f >= i64::MIN as f64 {
+        Some(Whole::Signed(f as i64))
+    } else {
+        None
+    }
+}
+
+fn unexpected(value: &Value) -> Unexpected<'_> {
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(_) => Unexpected::Other("number"),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
+struct StrictSeq(std::vec::IntoIter<Value>);
+
+impl<'de> SeqAccess<'de> for StrictSeq {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        self.0
+            .next()
+            .map(|v| seed.deserialize(Strict(v)))
+            .transpose()
+    }
+}
+
+struct StrictMap {
+    entries: <Map<String, Value> as IntoIterator>::IntoIter,
+    pending: Option<Value>,
+}
+
+impl<'de> MapAccess<'de> for StrictMap {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.pending = Some(value);
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let value = self.pending.take().unwrap_or(Value::Null);
+        seed.deserialize(Strict(value))
+    }
 }
 
 fn missing_field_name(message: &str) -> Option<&str> {

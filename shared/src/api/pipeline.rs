@@ -283,6 +283,17 @@ mod tests {
                 "missing field `speed`",
             ),
             (r#""text""#, "body", "invalid type"),
+            // JSON Schema's reading: a struct is an object, never an array by position.
+            (
+                r#"[1, {"speed": 1}]"#,
+                "body",
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                r#"{"size_bytes":1,"settings":[2]}"#,
+                "settings",
+                "invalid type: sequence, expected an object",
+            ),
         ] {
             let problem = problem_for(body);
             assert_eq!(problem["status"], 422, "{body}");
@@ -291,6 +302,28 @@ mod tests {
             assert!(message.starts_with(says), "{body}: {message}");
             assert!(!message.contains(" at line "), "{message}");
         }
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_an_integer() {
+        #[derive(serde::Deserialize)]
+        struct Sized {
+            size_bytes: u64,
+            offset: i32,
+            speed: f64,
+        }
+        let req = http::Request::builder()
+            .body(Body::from(
+                r#"{"size_bytes":99999.0,"offset":-3.0,"speed":2}"#,
+            ))
+            .unwrap();
+        let input: Sized = parse_json(&req).unwrap();
+        assert_eq!((input.size_bytes, input.offset), (99_999, -3));
+        assert_eq!(input.speed, 2.0);
+        let req = http::Request::builder()
+            .body(Body::from(r#"{"size_bytes":1.5,"offset":0,"speed":1}"#))
+            .unwrap();
+        assert!(parse_json::<Sized>(&req).is_err());
     }
 
     #[test]
