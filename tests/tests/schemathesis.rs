@@ -36,10 +36,9 @@ async fn the_running_api_keeps_its_openapi_contract() {
         ),
         ("TTS_QUEUE_URL", "contract-tts", "tts-worker"),
     ] {
-        let route =
-            shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
-                .await
-                .unwrap();
+        let route = shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
+            .await
+            .unwrap();
         env.push((variable, route.queue_url));
     }
     let sandbox = shared::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
