@@ -3,6 +3,7 @@
 //! Everything a fresh machine lacks is brought here: the project-local Python venv (cargo-lambda,
 //! moto, cfn-lint), the interop test's npm packages, and PostgreSQL when none answers.
 
+mod contract;
 mod postgres;
 mod tools;
 
@@ -316,6 +317,7 @@ async fn test(args: &[String]) -> Result {
         }
         Err(e) => Err(e),
     };
+    let outcome = outcome.and_then(|()| contract::schemathesis(&root, &bin, pg.admin_url(), args));
     let cleaned = pg.drop_test_databases().await;
     pg.stop();
     outcome.map_err(|e| format!("tests failed: {e}"))?;

@@ -11,7 +11,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::Result;
 
 /// Executables the venv must provide, installed from `xtask/requirements-dev.txt`.
-const VENV_TOOLS: &[&str] = &["cargo-lambda", "moto_server", "cfn-lint"];
+const VENV_TOOLS: &[&str] = &[
+    "cargo-lambda",
+    "moto_server",
+    "cfn-lint",
+    "openapi-spec-validator",
+    "schemathesis",
+];
 
 /// Makes sure `.venv` holds the pinned Python tools; returns its `bin` directory.
 pub fn ensure_venv(root: &Path) -> Result<PathBuf> {
@@ -29,7 +35,7 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf> {
         println!("creating the project venv in .venv");
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
-    println!("installing Python tools (cargo-lambda, moto, cfn-lint) into .venv");
+    println!("installing Python tools (cargo-lambda, moto, cfn-lint, schemathesis) into .venv");
     run(Command::new(bin.join("python"))
         .args([
             "-m",

@@ -1,0 +1,193 @@
+//! The contract against the running API: schemathesis drives the real binaries under `cargo lambda
+//! watch` (moto for R2 and SQS, the vendor sandbox, a real Auth.js session) from docs/openapi.yaml
+//! and fails on any 5xx or any answer outside the document. Minutes long, so it is `#[ignore]`d in
+//! the plain test run and run by `cargo xtask test` (xtask/src/contract.rs).
+
+use std::process::Command;
+use std::time::Duration;
+
+use parley_tests::{Moto, TestDb, Watch, authjs, borrow, free_port, workspace_root};
+use serde_json::{Value, json};
+
+/// Sign-outs schemathesis may make, each with a session of its own.
+const SIGN_OUT_SESSIONS: usize = 400;
+const ORIGIN: &str = "http://localhost:3000";
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "minutes long: cargo xtask test runs it"]
+async fn the_running_api_keeps_its_openapi_contract() {
+    let schemathesis = workspace_root().join(".venv/bin/schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "{} is missing (run via cargo xtask test)",
+        schemathesis.display()
+    );
+    let db = TestDb::create().await;
+    let moto = Moto::start().await;
+    let sqs = shared::local::sqs_client(&moto.endpoint);
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    // Producers need their queues at init; nothing consumes them here (the workers are not under test).
+    let mut env = moto.bucket_env().await;
+    for (variable, queue, worker) in [
+        (
+            "TRANSCRIPTION_QUEUE_URL",
+            "contract-transcriptions",
+            "transcription-worker",
+        ),
+        ("TTS_QUEUE_URL", "contract-tts", "tts-worker"),
+    ] {
+        let route = shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
+            .await
+            .unwrap();
+        env.push((variable, route.queue_url));
+    }
+    let sandbox = shared::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let (keyless, _) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
+    env.extend(keyless);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    env.extend([
+        ("DATABASE_URL", db.url.clone()),
+        ("PARLEY_STAGE", "local".to_owned()),
+        ("AWS_REGION", shared::local::REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "parley-local".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
+        ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
+        ("BACKEND_URL", base.clone()),
+    ]);
+    let watch = Watch::start_on(port, &borrow(&env)).await;
+
+    // The session every authenticated route runs under, made by Auth.js's own adapter.
+    let made = authjs(
+        &db.url,
+        &[
+            "create-session",
+            "--email",
+            "contract@example.com",
+            "--name",
+            "Contract",
+        ],
+    );
+    let token = made["session_token"].as_str().unwrap().to_owned();
+    let user: i32 = made["user_id"].as_str().unwrap().parse().unwrap();
+    let pool = sign_out_pool(&db, user).await;
+
+    let http = reqwest::Client::new();
+    let recording = ready_recording(&http, &watch, &token).await;
+    let created: Value = http
+        .post(watch.url(&format!("/api/recordings/{recording}/transcriptions")))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let transcription = created["transcription"]["id"].as_str().unwrap().to_owned();
+    let secret: String = db
+        .client
+        .query_one(
+            "SELECT webhook_secret FROM transcriptions WHERE id = $1::text::uuid",
+            &[&transcription],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let report = std::env::temp_dir().join(format!("parley-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&report).unwrap();
+    let root = workspace_root();
+    let status = Command::new(&schemathesis)
+        // Its cache and any report stay out of the checkout.
+        .current_dir(&report)
+        .arg("--config-file")
+        .arg(root.join("tests/schemathesis/schemathesis.toml"))
+        .arg("run")
+        .arg(root.join("docs/openapi.yaml"))
+        .args(["--url", &base])
+        // Checks: all but unsupported_method and allow_header_conformance (see the config for why).
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        // More, for a deeper run by hand: PARLEY_ST_ARGS="--max-examples 200 --continue-on-failure".
+        .args(
+            std::env::var("PARLEY_ST_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            root.join("tests/schemathesis/hooks.py"),
+        )
+        .env("PARLEY_ST_SESSION", &token)
+        .env("PARLEY_ST_SIGN_OUT_SESSIONS", &pool)
+        .env("PARLEY_ST_READY_RECORDING", &recording)
+        .env("PARLEY_ST_TRANSCRIPTION", &transcription)
+        .env("PARLEY_ST_WEBHOOK_SECRET", &secret)
+        .status()
+        .expect("schemathesis runs");
+
+    drop(watch);
+    drop(moto);
+    let _ = std::fs::remove_dir_all(&report);
+    let _ = std::fs::remove_file(&pool);
+    db.drop_db().await;
+    assert!(
+        status.success(),
+        "schemathesis found responses outside docs/openapi.yaml (its report is above)"
+    );
+}
+
+/// Sessions for the same user, one per sign-out, as rows in the Auth.js `sessions` table; returns
+/// the file that lists their tokens.
+async fn sign_out_pool(db: &TestDb, user: i32) -> std::path::PathBuf {
+    let rows = db
+        .client
+        .query(
+            r#"INSERT INTO sessions ("userId", expires, "sessionToken")
+               SELECT $1, now() + interval '1 day', gen_random_uuid()::text FROM generate_series(1, $2)
+               RETURNING "sessionToken""#,
+            &[&user, &(SIGN_OUT_SESSIONS as i32)],
+        )
+        .await
+        .unwrap();
+    let tokens: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let path = std::env::temp_dir().join(format!(
+        "parley-sign-out-sessions-{}.txt",
+        std::process::id()
+    ));
+    std::fs::write(&path, tokens.join("\n")).unwrap();
+    path
+}
+
+/// Uploads, PUTs and completes a short WAV; returns the recording's id.
+async fn ready_recording(http: &reqwest::Client, watch: &Watch, token: &str) -> String {
+    let wav = shared::audio::silent_wav(1.0, 16000);
+    let created: Value = http
+        .post(watch.url("/api/recordings/uploads"))
+        .header("cookie", format!("authjs.session-token={token}"))
+        .header("origin", ORIGIN)
+        .json(&json!({"content_type": "audio/wav", "size_bytes": wav.len(), "file_name": "contract.wav"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload = &created["upload"];
+    let mut put = http.put(upload["url"].as_str().unwrap());
+    for (name, value) in upload["headers"].as_object().unwrap() {
+        put = put.header(name.as_str(), value.as_str().unwrap());
+    }
+    assert!(put.body(wav).send().await.unwrap().status().is_success());
+    let id = created["recording"]["id"].as_str().unwrap().to_owned();
+    let done = http
+        .post(watch.url(&format!("/api/recordings/{id}/complete")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    id
+}
