@@ -41,7 +41,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
             .unwrap();
         env.push((variable, route.queue_url));
     }
-    let sandbox = shared::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
+    let sandbox = shared::local::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
         .await
         .unwrap();
     let (keyless, _) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
@@ -163,7 +163,7 @@ async fn sign_out_pool(db: &TestDb, user: i32) -> std::path::PathBuf {
 
 /// Uploads, PUTs and completes a short WAV; returns the recording's id.
 async fn ready_recording(http: &reqwest::Client, watch: &Watch, token: &str) -> String {
-    let wav = shared::audio::silent_wav(1.0, 16000);
+    let wav = shared::platform::audio::silent_wav(1.0, 16000);
     let created: Value = http
         .post(watch.url("/api/recordings/uploads"))
         .header("cookie", format!("authjs.session-token={token}"))
