@@ -41,9 +41,10 @@ async fn the_running_api_keeps_its_openapi_contract() {
             .unwrap();
         env.push((variable, route.queue_url));
     }
-    let sandbox = shared::local::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
-        .await
-        .unwrap();
+    let sandbox =
+        shared::local::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
+            .await
+            .unwrap();
     let (keyless, _) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
     env.extend(keyless);
     let port = free_port();

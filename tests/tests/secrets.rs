@@ -1,5 +1,5 @@
-//! Deployed functions read their secrets from one Secrets Manager secret at cold start: exercised with
-//! the real AWS SDK against moto_server.
+//! Deployed functions read their secrets from Secrets Manager at cold start (one
+//! BatchGetSecretValue, SigV4-signed by aws-sigv4): exercised against moto_server.
 
 use parley_tests::Moto;
 use serde_json::{Value, json};
@@ -75,5 +75,43 @@ async fn settings_are_filled_from_the_secret_named_by_parley_secret_arn() {
     let err = Settings::load().await.unwrap_err();
     assert_eq!(err.problems.len(), 1);
     assert_eq!(err.problems[0].variable, "PARLEY_SECRET_ARN");
+
+    // Split secrets: each concern in its own secret, all read in one BatchGetSecretValue.
+    let storage = secretsmanager(
+        &endpoint,
+        "CreateSecret",
+        json!({"Name": "parley-test-storage", "SecretString": json!({
+            "R2_ACCOUNT_ID": "0123abcd",
+            "R2_BUCKET_NAME": "calls",
+            "R2_ACCESS_KEY_ID": "AKID",
+            "R2_SECRET_ACCESS_KEY": "r2-secret-from-sm"
+        }).to_string()}),
+    )
+    .await;
+    let storage_arn = storage["ARN"].as_str().unwrap().to_owned();
+    unsafe {
+        std::env::set_var("PARLEY_SECRET_ARN", "");
+        std::env::set_var("PARLEY_SECRET_ARNS", format!("{arn}, {storage_arn}"));
+    }
+    let settings = Settings::load().await.expect("split secrets load");
+    assert_eq!(settings.database.pool_max_size, 4);
+    assert_eq!(settings.storage.as_ref().unwrap().bucket, "calls");
+    assert!(!format!("{settings:?}").contains("r2-secret-from-sm"));
+
+    // Two secrets that set one key would make the value depend on their order: refused.
+    let clash = secretsmanager(
+        &endpoint,
+        "CreateSecret",
+        json!({"Name": "parley-test-clash", "SecretString": json!({"DB_POOL_MAX_SIZE": 9}).to_string()}),
+    )
+    .await;
+    let clash_arn = clash["ARN"].as_str().unwrap();
+    unsafe { std::env::set_var("PARLEY_SECRET_ARNS", format!("{arn},{clash_arn}")) };
+    let err = Settings::load().await.unwrap_err();
+    assert_eq!(err.problems[0].variable, "PARLEY_SECRET_ARNS");
+    assert!(
+        err.problems[0].message.contains("DB_POOL_MAX_SIZE"),
+        "{err}"
+    );
     drop(moto);
 }

@@ -93,20 +93,40 @@ impl ConfigError {
     }
 }
 
-/// The process environment, filled from the secret `PARLEY_SECRET_ARN` names when it is set
-/// (an explicitly set variable wins).
+/// The process environment, filled from the secrets `PARLEY_SECRET_ARNS` (comma-separated, one per
+/// concern) and the older single `PARLEY_SECRET_ARN` name, all read in one round trip. An
+/// explicitly set variable wins.
 pub async fn load_vars() -> Result<HashMap<String, String>, ConfigError> {
     let mut vars: HashMap<String, String> = std::env::vars().collect();
-    if let Some(arn) = vars
-        .get("PARLEY_SECRET_ARN")
-        .filter(|v| !v.trim().is_empty())
-    {
-        let secret = secrets::fetch(arn.trim())
+    let ids = secret_ids(|name| vars.get(name).cloned());
+    if !ids.is_empty() {
+        let variable = if vars
+            .get("PARLEY_SECRET_ARNS")
+            .is_some_and(|v| !v.trim().is_empty())
+        {
+            "PARLEY_SECRET_ARNS"
+        } else {
+            "PARLEY_SECRET_ARN"
+        };
+        let secret = secrets::fetch_all(&ids)
             .await
-            .map_err(|message| ConfigError::single("PARLEY_SECRET_ARN", &message))?;
+            .map_err(|message| ConfigError::single(variable, &message))?;
         merge_secret(&mut vars, secret);
     }
     Ok(vars)
+}
+
+/// The secrets a function reads: `PARLEY_SECRET_ARNS` then `PARLEY_SECRET_ARN`, without repeats.
+pub fn secret_ids(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for name in ["PARLEY_SECRET_ARNS", "PARLEY_SECRET_ARN"] {
+        for id in lookup(name).unwrap_or_default().split(',').map(str::trim) {
+            if !id.is_empty() && !ids.iter().any(|known| known == id) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    ids
 }
 
 /// Fills unset (or empty) variables from the secret's keys; an explicitly set variable wins.
@@ -285,45 +305,4 @@ fn normalize_ssl_params(url: &str) -> String {
 }
 
 /// Reading the one Secrets Manager secret that holds Parley's secrets as a JSON object.
-pub mod secrets {
-    use std::collections::HashMap;
-
-    /// Fetches `arn` and returns its JSON object of string values. Errors never contain secret values.
-    pub async fn fetch(arn: &str) -> Result<HashMap<String, String>, String> {
-        let config = crate::platform::aws::sdk_config().await;
-        let client = aws_sdk_secretsmanager::Client::new(&config);
-        let output = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "could not read the secret: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                )
-            })?;
-        let text = output
-            .secret_string()
-            .ok_or("the secret has no SecretString")?;
-        parse_secret_json(text)
-    }
-
-    /// The secret must be a flat JSON object; numbers and booleans are accepted as their text.
-    pub fn parse_secret_json(text: &str) -> Result<HashMap<String, String>, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|_| "the secret is not a JSON object".to_owned())?;
-        let object = value.as_object().ok_or("the secret is not a JSON object")?;
-        let mut out = HashMap::new();
-        for (key, value) in object {
-            let text = match value {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                _ => return Err(format!("the secret's key {key:?} must hold a string")),
-            };
-            out.insert(key.clone(), text);
-        }
-        Ok(out)
-    }
-}
+pub mod secrets;
