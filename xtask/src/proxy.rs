@@ -261,17 +261,15 @@ fn event(
     headers
         .entry("x-forwarded-for")
         .or_insert_with(|| json!(source_ip));
-    headers.insert("x-forwarded-proto".into(), json!("http"));
-    headers.insert(
-        "x-forwarded-port".into(),
-        json!(parts.uri.port_u16().unwrap_or(80).to_string()),
-    );
     let host = headers
         .get("host")
         .and_then(Value::as_str)
         .unwrap_or("localhost")
         .to_owned();
-    let domain = host.split(':').next().unwrap_or_default().to_owned();
+    let (domain, port) = host.split_once(':').unwrap_or((host.as_str(), "80"));
+    let (domain, port) = (domain.to_owned(), port.to_owned());
+    headers.insert("x-forwarded-proto".into(), json!("http"));
+    headers.insert("x-forwarded-port".into(), json!(port));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
