@@ -5,7 +5,8 @@
 //! CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Split`, ...) arrive from YAML as tagged values;
 //! they are rewritten to their long forms (`Ref`, `Fn::GetAtt`, ...) first, so each intrinsic has
 //! one reader. Only what the local stack needs is evaluated: parameters (`Ref` to a parameter, with
-//! its default or a given value), `Fn::Split`, `Fn::Join` and `Fn::GetAtt` of a resource.
+//! its default or a given value), `Fn::Split`, `Fn::Join`, `Fn::GetAtt` of a resource, and `Fn::If`
+//! over the template's conditions (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -103,8 +104,10 @@ impl Template {
             let id = id.as_str().unwrap_or_default();
             match resource["Type"].as_str() {
                 Some("AWS::Serverless::HttpApi") => {
-                    let cors = &resource["Properties"]["CorsConfiguration"];
-                    if !cors.is_null() {
+                    let cors = scope
+                        .choose(&resource["Properties"]["CorsConfiguration"])
+                        .map_err(|e| format!("{id}.CorsConfiguration: {e}"))?;
+                    if let Some(cors) = cors {
                         template.cors = Some(
                             scope
                                 .cors(cors)
@@ -191,6 +194,56 @@ impl<'a> Scope<'a> {
             return Err(format!("no parameter {unknown} in the template"));
         }
         Ok(Scope { doc, parameters })
+    }
+
+    /// `value`, or the branch an `Fn::If` picks; `None` for a missing value or `AWS::NoValue`.
+    fn choose<'v>(&self, value: &'v Value) -> Result<Option<&'v Value>> {
+        let value = match value["Fn::If"].as_sequence() {
+            Some(args) => {
+                let [condition, then, otherwise] = args.as_slice() else {
+                    return Err("Fn::If takes [condition, then, else]".to_owned());
+                };
+                let name = condition.as_str().ok_or("Fn::If names a condition")?;
+                if self.condition(&self.doc["Conditions"][name])? {
+                    then
+                } else {
+                    otherwise
+                }
+            }
+            None => value,
+        };
+        Ok((!value.is_null() && value["Ref"].as_str() != Some("AWS::NoValue")).then_some(value))
+    }
+
+    /// A condition: `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, or another `Condition`.
+    fn condition(&self, value: &Value) -> Result<bool> {
+        let map = value
+            .as_mapping()
+            .filter(|m| m.len() == 1)
+            .ok_or_else(|| format!("not a condition: {value:?}"))?;
+        let (key, arg) = map.iter().next().expect("one entry");
+        let list = || arg.as_sequence().ok_or(format!("{key:?} takes a list"));
+        match key.as_str() {
+            Some("Fn::Equals") => match list()?.as_slice() {
+                [a, b] => Ok(self.string(a)? == self.string(b)?),
+                _ => Err("Fn::Equals takes two values".to_owned()),
+            },
+            Some("Fn::Not") => match list()?.as_slice() {
+                [c] => Ok(!self.condition(c)?),
+                _ => Err("Fn::Not takes one condition".to_owned()),
+            },
+            Some("Fn::And") => list()?
+                .iter()
+                .try_fold(true, |all, c| Ok(all && self.condition(c)?)),
+            Some("Fn::Or") => list()?
+                .iter()
+                .try_fold(false, |any, c| Ok(any || self.condition(c)?)),
+            Some("Condition") => {
+                let name = arg.as_str().ok_or("Condition takes a name")?;
+                self.condition(&self.doc["Conditions"][name])
+            }
+            _ => Err(format!("cannot evaluate {key:?} as a condition")),
+        }
     }
 
     /// A scalar: a literal, or `Ref` to a parameter.
@@ -401,6 +454,8 @@ Parameters:
   Concurrency:
     Type: Number
     Default: 3
+Conditions:
+  HasOrigins: !Not [!Equals [!Ref Origins, ""]]
 Globals:
   Function:
     Timeout: 10
@@ -411,12 +466,14 @@ Resources:
   Api:
     Type: AWS::Serverless::HttpApi
     Properties:
-      CorsConfiguration:
-        AllowOrigins: !Split [",", !Join ["", !Split [" ", !Ref Origins]]]
-        AllowMethods: [GET, POST]
-        AllowHeaders: [authorization]
-        AllowCredentials: true
-        MaxAge: 600
+      CorsConfiguration: !If
+        - HasOrigins
+        - AllowOrigins: !Split [",", !Join ["", !Split [" ", !Ref Origins]]]
+          AllowMethods: [GET, POST]
+          AllowHeaders: [authorization]
+          AllowCredentials: true
+          MaxAge: 600
+        - !Ref AWS::NoValue
   GetFunction:
     Type: AWS::Serverless::Function
     Metadata:
@@ -491,6 +548,12 @@ Resources:
         assert_eq!(cors.max_age, Some(600));
         assert_eq!(t.timeout("worker"), Some(Duration::from_secs(60)));
         assert_eq!(t.timeout("thing-get"), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_false_condition_leaves_cors_unconfigured() {
+        let params = BTreeMap::from([("Origins".to_owned(), String::new())]);
+        assert_eq!(Template::parse(SAMPLE, &params).unwrap().cors, None);
     }
 
     #[test]
