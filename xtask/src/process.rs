@@ -201,7 +201,9 @@ impl Stoppable {
         }
     }
 
-    /// SIGTERM to the group and every descendant, SIGKILL to what remains after the grace period.
+    /// SIGTERM to the group (the tool, or its supervisor and the tool), so the tool stops what it
+    /// started itself; then SIGTERM and SIGKILL to whatever of its tree is left after the grace
+    /// period.
     pub fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
@@ -209,19 +211,20 @@ impl Stoppable {
         let pid = self.pid();
         let tree = descendants(pid);
         signal_group(pid, libc::SIGTERM);
-        tree.iter().for_each(|p| signal(*p, libc::SIGTERM));
         // A supervisor needs its own grace period to end its subtree; give it a little more.
         let deadline = Instant::now() + GRACE + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() && tree.iter().all(|p| !alive(*p)) {
-                return;
-            }
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut left: Vec<u32> = tree.into_iter().chain(descendants(pid)).collect();
+        left.retain(|p| alive(*p));
+        left.iter().for_each(|p| signal(*p, libc::SIGTERM));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline && left.iter().any(|p| alive(*p)) {
             std::thread::sleep(Duration::from_millis(50));
         }
         signal_group(pid, libc::SIGKILL);
-        tree.iter()
-            .chain(descendants(pid).iter())
-            .for_each(|p| signal(*p, libc::SIGKILL));
+        left.iter().for_each(|p| signal(*p, libc::SIGKILL));
         let _ = self.child.wait();
     }
 }
@@ -294,7 +297,8 @@ pub fn supervise(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = loop {
+    // (exit code, whether the program is still running)
+    let (code, running) = loop {
         let timeout = libc::timespec {
             tv_sec: 1,
             tv_nsec: 0,
@@ -302,15 +306,24 @@ pub fn supervise(args: &[String]) -> ExitCode {
         // SAFETY: waits for one of the blocked signals; `set` and `timeout` outlive the call.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
         if matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGHUP) {
-            break 128 + sig;
+            break (128 + sig, true);
         }
         if let Some((_, status)) = reap_any().into_iter().find(|(pid, _)| *pid == child) {
             let status = std::process::ExitStatus::from_raw(status);
-            break status
+            let code = status
                 .code()
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            break (code, false);
         }
     };
+    if running {
+        // Let the program stop what it started (watch ends its functions), then end what is left.
+        signal(child as u32, libc::SIGTERM);
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline && !reap_any().iter().any(|(pid, _)| *pid == child) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     end_descendants();
     ExitCode::from(code.clamp(0, 255) as u8)
 }
