@@ -1,9 +1,9 @@
 //! Test support: fresh migrated PostgreSQL databases, real API Gateway v2 events, Auth.js sessions
-//! made by the real adapter, and the real binaries under `cargo lambda watch`.
+//! made by the real adapter, and the real binaries under `cargo lambda watch` behind the local API
+//! Gateway (xtask's proxy).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -397,19 +397,33 @@ pub fn authjs(database_url: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("authjs.mjs prints one JSON line")
 }
 
-/// The real function binaries served by `cargo lambda watch`, stopped (with their children) on drop.
-pub struct Watch {
-    child: Child,
+/// The real function binaries under `cargo lambda watch`, behind the proxy that plays API Gateway
+/// in `cargo xtask dev` (xtask::api): requests take the same path as on the dev stack. Stopped,
+/// with every function process, on drop.
+pub struct Api {
+    api: xtask::api::LocalApi,
+    /// Where clients call.
     pub base: String,
+    /// watch's Lambda invoke API, for the queue pump.
+    pub invoke_base: String,
 }
 
-impl Watch {
-    pub async fn start(env: &[(&str, &str)]) -> Watch {
-        Watch::start_on(free_port(), env).await
+impl Api {
+    pub async fn start(env: &[(&str, &str)]) -> Api {
+        Api::start_on(0, env).await
     }
 
-    /// On a chosen port, for functions that must know their own URL (`BACKEND_URL`).
-    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Watch {
+    /// On a chosen port (0: any), for functions that must know their own URL (`BACKEND_URL`).
+    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Api {
+        Api::start_with(port, env, None).await
+    }
+
+    /// With every warm function's timeout overridden, as `PARLEY_INVOKE_TIMEOUT_SECONDS` does.
+    pub async fn start_with(
+        port: u16,
+        env: &[(&str, &str)],
+        invoke_timeout: Option<Duration>,
+    ) -> Api {
         let cargo_lambda = std::env::var("PARLEY_CARGO_LAMBDA")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join(".venv/bin/cargo-lambda"));
@@ -418,64 +432,45 @@ impl Watch {
             "cargo-lambda not found at {} (run via cargo xtask test)",
             cargo_lambda.display()
         );
-        let mut cmd = Command::new(&cargo_lambda);
-        cmd.current_dir(workspace_root())
-            .args([
-                "lambda",
-                "watch",
-                "--disable-cors",
-                // How long watch holds an invoke open: the longest worker's template timeout. (The
-                // deadline header it sends is its own; see shared::platform::lambda::effective_deadline.)
-                "--timeout",
-                "120",
-                "--ignore-changes",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        let child = cmd.spawn().expect("cargo lambda watch starts");
-        let watch = Watch {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Ok(r) = client.get(format!("{}/health", watch.base)).send().await
-                && (r.status().is_success() || r.status().as_u16() == 503)
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch did not serve /health in time"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        let cors_origins = env
+            .iter()
+            .find(|(k, _)| *k == "CORS_ORIGINS")
+            .map(|(_, v)| v.to_string());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut api = xtask::api::LocalApi::start(xtask::api::ApiOptions {
+            root: workspace_root(),
+            cargo_lambda,
+            addr: ([127, 0, 0, 1], port).into(),
+            watch_port: 0,
+            env,
+            cors_origins,
+            invoke_timeout,
+            supervisor: None,
+            verbose: false,
+            // The binaries are built already (cargo xtask test builds them first).
+            ignore_changes: true,
+        })
+        .await
+        .expect("the local API starts");
+        api.wait_for_health(&[200, 503], Duration::from_secs(300))
+            .await
+            .expect("the local API serves /health");
+        Api {
+            base: api.base.clone(),
+            invoke_base: api.invoke_base.clone(),
+            api,
         }
-        watch
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-}
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let pgid = self.child.id() as i32;
-        // A negative pid signals the whole group: watch and the function processes it started.
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", "--", &format!("-{pgid}")])
-            .status();
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{pgid}")])
-            .status();
-        let _ = self.child.wait();
+    /// What the proxy read from template.yaml.
+    pub fn template(&self) -> &xtask::template::Template {
+        &self.api.template
     }
 }

@@ -1,6 +1,7 @@
-//! End to end: the real binaries under `cargo lambda watch`, sessions made by the real Auth.js adapter.
+//! End to end: the real binaries under `cargo lambda watch` behind the local API Gateway proxy,
+//! sessions made by the real Auth.js adapter.
 
-use parley_tests::{TestDb, Watch, authjs};
+use parley_tests::{Api, TestDb, authjs};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -8,10 +9,10 @@ use serde_json::Value;
 #[tokio::test]
 async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
     let db = TestDb::create().await;
-    let watch = Watch::start(&[("DATABASE_URL", db.url.as_str()), ("PARLEY_STAGE", "local")]).await;
+    let api = Api::start(&[("DATABASE_URL", db.url.as_str()), ("PARLEY_STAGE", "local")]).await;
     let http = reqwest::Client::new();
 
-    let health = http.get(watch.url("/health")).send().await.unwrap();
+    let health = http.get(api.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let body: Value = health.json().await.unwrap();
     assert_eq!(body["checks"]["database"], "ok");
@@ -30,7 +31,7 @@ async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
     let token = made["session_token"].as_str().unwrap();
     let cookie = format!("authjs.session-token={token}");
     let me = http
-        .get(watch.url("/api/me"))
+        .get(api.url("/api/me"))
         .header("cookie", &cookie)
         .send()
         .await
@@ -43,7 +44,7 @@ async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
 
     // The same token as a bearer (what a Next.js server forwards).
     let bearer = http
-        .get(watch.url("/api/me"))
+        .get(api.url("/api/me"))
         .bearer_auth(token)
         .send()
         .await
@@ -63,7 +64,7 @@ async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
     );
     let late = expired["session_token"].as_str().unwrap();
     let refused = http
-        .get(watch.url("/api/me"))
+        .get(api.url("/api/me"))
         .header("cookie", format!("authjs.session-token={late}"))
         .send()
         .await
@@ -80,7 +81,7 @@ async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
 
     // A forged token is 401 too.
     let forged = http
-        .get(watch.url("/api/me"))
+        .get(api.url("/api/me"))
         .header("cookie", "authjs.session-token=forged-0000")
         .send()
         .await
@@ -89,14 +90,14 @@ async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
 
     // Sign out: CSRF-checked, deletes the row the adapter sees, clears the cookie.
     let csrf = http
-        .post(watch.url("/api/auth/sign-out"))
+        .post(api.url("/api/auth/sign-out"))
         .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(csrf.status(), 403);
     let out = http
-        .post(watch.url("/api/auth/sign-out"))
+        .post(api.url("/api/auth/sign-out"))
         .header("cookie", &cookie)
         .header("origin", "http://localhost:3000")
         .send()
@@ -114,21 +115,21 @@ async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
         Value::Null
     );
     let after = http
-        .get(watch.url("/api/me"))
+        .get(api.url("/api/me"))
         .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(after.status(), 401);
 
-    drop(watch);
+    drop(api);
     db.drop_db().await;
 }
 
 #[tokio::test]
 async fn a_session_refreshed_by_the_api_is_seen_by_the_adapter() {
     let db = TestDb::create().await;
-    let watch = Watch::start(&[("DATABASE_URL", db.url.as_str())]).await;
+    let api = Api::start(&[("DATABASE_URL", db.url.as_str())]).await;
     // 29 days left: the API slides it to 30, and Auth.js reads the new expiry from the same row.
     let made = authjs(
         &db.url,
@@ -142,7 +143,7 @@ async fn a_session_refreshed_by_the_api_is_seen_by_the_adapter() {
     );
     let token = made["session_token"].as_str().unwrap();
     let me = reqwest::Client::new()
-        .get(watch.url("/api/me"))
+        .get(api.url("/api/me"))
         .header("cookie", format!("authjs.session-token={token}"))
         .send()
         .await
@@ -157,7 +158,7 @@ async fn a_session_refreshed_by_the_api_is_seen_by_the_adapter() {
     .unwrap();
     let left = (expires - time::OffsetDateTime::now_utc()).whole_seconds();
     assert!((2_592_000 - left).abs() < 60, "adapter sees {left} s left");
-    drop(watch);
+    drop(api);
     db.drop_db().await;
 }
 
@@ -168,7 +169,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     let r2 = moto.bucket_env().await;
     let mut env = parley_tests::borrow(&r2);
     env.push(("DATABASE_URL", db.url.as_str()));
-    let watch = Watch::start(&env).await;
+    let api = Api::start(&env).await;
     let http = reqwest::Client::new();
     let alice = authjs(
         &db.url,
@@ -188,7 +189,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     let wav = shared::platform::audio::silent_wav(0.75, 16000);
 
     let created = http
-        .post(watch.url("/api/recordings/uploads"))
+        .post(api.url("/api/recordings/uploads"))
         .header("cookie", cookie(&alice))
         .header("origin", origin)
         .json(&serde_json::json!({"content_type": "audio/wav", "size_bytes": wav.len(), "file_name": "hello.wav"}))
@@ -213,7 +214,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     );
 
     let done = http
-        .post(watch.url(&format!("/api/recordings/{id}/complete")))
+        .post(api.url(&format!("/api/recordings/{id}/complete")))
         .header("cookie", cookie(&alice))
         .header("origin", origin)
         .send()
@@ -225,7 +226,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     assert_eq!(done["recording"]["duration_seconds"], 0.75);
 
     let list: Value = http
-        .get(watch.url("/api/recordings?limit=5"))
+        .get(api.url("/api/recordings?limit=5"))
         .header("cookie", cookie(&alice))
         .send()
         .await
@@ -235,7 +236,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
         .unwrap();
     assert_eq!(list["items"][0]["id"], id.as_str());
     let bobs: Value = http
-        .get(watch.url("/api/recordings"))
+        .get(api.url("/api/recordings"))
         .header("cookie", cookie(&bob))
         .send()
         .await
@@ -245,7 +246,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
         .unwrap();
     assert_eq!(bobs["items"], serde_json::json!([]));
     let peek = http
-        .get(watch.url(&format!("/api/recordings/{id}")))
+        .get(api.url(&format!("/api/recordings/{id}")))
         .header("cookie", cookie(&bob))
         .send()
         .await
@@ -253,7 +254,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     assert_eq!(peek.status(), 404);
 
     let got: Value = http
-        .get(watch.url(&format!("/api/recordings/{id}")))
+        .get(api.url(&format!("/api/recordings/{id}")))
         .header("cookie", cookie(&alice))
         .send()
         .await
@@ -270,7 +271,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     assert_eq!(bytes.to_vec(), wav);
 
     let gone = http
-        .delete(watch.url(&format!("/api/recordings/{id}")))
+        .delete(api.url(&format!("/api/recordings/{id}")))
         .header("cookie", cookie(&alice))
         .header("origin", origin)
         .send()
@@ -278,13 +279,13 @@ async fn a_recording_round_trips_through_the_real_binaries() {
         .unwrap();
     assert_eq!(gone.status(), 204);
     let after = http
-        .get(watch.url(&format!("/api/recordings/{id}")))
+        .get(api.url(&format!("/api/recordings/{id}")))
         .header("cookie", cookie(&alice))
         .send()
         .await
         .unwrap();
     assert_eq!(after.status(), 404);
-    drop(watch);
+    drop(api);
     drop(moto);
     db.drop_db().await;
 }
@@ -293,7 +294,7 @@ async fn a_recording_round_trips_through_the_real_binaries() {
 /// sandbox for the vendors, the real binaries under `cargo lambda watch`, and the queue pump.
 struct LocalStack {
     db: parley_tests::TestDb,
-    watch: Watch,
+    api: Api,
     sqs: aws_sdk_sqs::Client,
     routes: Vec<shared::local::Route>,
     http: reqwest::Client,
@@ -305,21 +306,35 @@ impl LocalStack {
         let db = parley_tests::TestDb::create().await;
         let moto = parley_tests::Moto::start().await;
         let sqs = shared::local::sqs_client(&moto.endpoint);
-        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let transcriptions = shared::local::ensure_queue(
-            &sqs,
-            &format!("e2e-transcriptions-{suffix}"),
-            "transcription-worker",
-            5,
-            5,
+        // The queues, batch sizes and redrive as template.yaml declares them, as `cargo xtask dev`
+        // makes them (with a short visibility timeout, so retries come back quickly).
+        let template = xtask::template::Template::load(
+            &parley_tests::workspace_root().join("template.yaml"),
+            &std::collections::BTreeMap::from([(
+                "CorsOrigins".to_owned(),
+                "http://localhost:3000".to_owned(),
+            )]),
         )
-        .await
         .unwrap();
-        let mut tts =
-            shared::local::ensure_queue(&sqs, &format!("e2e-tts-{suffix}"), "tts-worker", 5, 5)
-                .await
-                .unwrap();
-        tts.batch_size = 1;
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let mut routes = Vec::new();
+        let mut queue_env = Vec::new();
+        for source in &template.queues {
+            let mut route = shared::local::ensure_queue(
+                &sqs,
+                &format!("e2e-{}-{suffix}", source.queue),
+                &source.function,
+                5,
+                source.max_receive_count,
+            )
+            .await
+            .unwrap();
+            route.batch_size = source.batch_size;
+            for variable in &source.url_variables {
+                queue_env.push((variable.clone(), route.queue_url.clone()));
+            }
+            routes.push(route);
+        }
         let sandbox =
             shared::local::sandbox::start(([127, 0, 0, 1], 0).into(), Duration::from_millis(200))
                 .await
@@ -329,22 +344,32 @@ impl LocalStack {
         let port = parley_tests::free_port();
         let mut owned = moto.bucket_env().await;
         owned.extend(keyless);
-        owned.extend([
-            ("DATABASE_URL", db.url.clone()),
-            ("TRANSCRIPTION_QUEUE_URL", transcriptions.queue_url.clone()),
-            ("TTS_QUEUE_URL", tts.queue_url.clone()),
-            ("AWS_REGION", shared::local::REGION.to_owned()),
-            ("AWS_ACCESS_KEY_ID", "parley-local".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
-            ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
-            ("BACKEND_URL", format!("http://127.0.0.1:{port}")),
-        ]);
-        let watch = Watch::start_on(port, &parley_tests::borrow(&owned)).await;
+        let mut owned: Vec<(String, String)> = owned
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(queue_env)
+            .collect();
+        owned.extend(
+            [
+                ("DATABASE_URL", db.url.clone()),
+                ("AWS_REGION", shared::local::REGION.to_owned()),
+                ("AWS_ACCESS_KEY_ID", "parley-local".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
+                ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
+                ("BACKEND_URL", format!("http://127.0.0.1:{port}")),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let env: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let api = Api::start_on(port, &env).await;
         LocalStack {
             db,
-            watch,
+            api,
             sqs,
-            routes: vec![transcriptions, tts],
+            routes,
             http: reqwest::Client::new(),
             _moto: moto,
         }
@@ -374,7 +399,7 @@ impl LocalStack {
                 "the pipeline did not finish: {got}"
             );
             for route in &self.routes {
-                shared::local::pump_once(&self.sqs, &http, &self.watch.base, route, 1)
+                shared::local::pump_once(&self.sqs, &http, &self.api.invoke_base, route, 1)
                     .await
                     .unwrap();
             }
@@ -385,7 +410,7 @@ impl LocalStack {
     async fn ready_recording(&self, cookie: &str, bytes: &[u8]) -> String {
         let created: Value = self
             .http
-            .post(self.watch.url("/api/recordings/uploads"))
+            .post(self.api.url("/api/recordings/uploads"))
             .header("cookie", cookie)
             .header("origin", "http://localhost:3000")
             .json(&serde_json::json!({"content_type": "audio/wav", "size_bytes": bytes.len()}))
@@ -411,7 +436,7 @@ impl LocalStack {
         let id = created["recording"]["id"].as_str().unwrap().to_owned();
         let done = self
             .http
-            .post(self.watch.url(&format!("/api/recordings/{id}/complete")))
+            .post(self.api.url(&format!("/api/recordings/{id}/complete")))
             .header("cookie", cookie)
             .header("origin", "http://localhost:3000")
             .send()
@@ -441,7 +466,7 @@ async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
         .http
         .post(
             stack
-                .watch
+                .api
                 .url(&format!("/api/recordings/{recording}/transcriptions")),
         )
         .header("cookie", &cookie)
@@ -454,7 +479,7 @@ async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
     assert_eq!(created.status(), 202);
     let created: Value = created.json().await.unwrap();
     let id = created["transcription"]["id"].as_str().unwrap().to_owned();
-    let url = stack.watch.url(&format!("/api/transcriptions/{id}"));
+    let url = stack.api.url(&format!("/api/transcriptions/{id}"));
 
     // Submit, the sandbox's callback to the real webhook, then the fetch: no further action.
     let got = stack
@@ -477,7 +502,7 @@ async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
 
     let token: Value = stack
         .http
-        .post(stack.watch.url("/api/transcription/realtime-token"))
+        .post(stack.api.url("/api/transcription/realtime-token"))
         .header("cookie", &cookie)
         .header("origin", "http://localhost:3000")
         .json(&serde_json::json!({"expires_in_seconds": 30}))
@@ -504,7 +529,7 @@ async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
     );
     let created = stack
         .http
-        .post(stack.watch.url("/api/tts"))
+        .post(stack.api.url("/api/tts"))
         .header("cookie", &cookie)
         .header("origin", "http://localhost:3000")
         .json(&serde_json::json!({"text": "Thanks for calling Parley. Please hold.", "voice_id": "21m00Tcm4TlvDq8ikWAM"}))
@@ -514,7 +539,7 @@ async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
     assert_eq!(created.status(), 202);
     let created: Value = created.json().await.unwrap();
     let id = created["tts"]["id"].as_str().unwrap().to_owned();
-    let url = stack.watch.url(&format!("/api/tts/{id}"));
+    let url = stack.api.url(&format!("/api/tts/{id}"));
     let got = stack.pump_until_settled(&cookie, &url, "tts").await;
     let t = &got["tts"];
     assert_eq!(t["status"], "completed", "{got}");

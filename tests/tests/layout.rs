@@ -1,33 +1,14 @@
-//! The local router (Cargo.toml) and SAM (template.yaml) must describe the same API, and every SAM
-//! `Binary` must be a bin target of the workspace.
+//! template.yaml is the one list of routes, queues and schedules: the local stack reads it (and
+//! reads all of it), every SAM `Binary` is a bin target of the workspace, and the API's
+//! `CorsConfiguration` is exactly the CORS rule the functions apply in shared.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use parley_tests::workspace_root;
+use parley_tests::{Event, settings_with, workspace_root};
 use serde_yaml_ng::Value as Yaml;
+use xtask::template::Template;
 
 type Route = (String, String, String); // (METHOD, path, function)
-
-fn router_routes() -> BTreeSet<Route> {
-    let manifest: toml::Table = std::fs::read_to_string(workspace_root().join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
-        .as_table()
-        .expect("router table");
-    let mut routes = BTreeSet::new();
-    for (path, targets) in router {
-        for target in targets.as_array().expect("each path maps to a list") {
-            routes.insert((
-                target["method"].as_str().unwrap().to_owned(),
-                path.clone(),
-                target["function"].as_str().unwrap().to_owned(),
-            ));
-        }
-    }
-    routes
-}
 
 fn template() -> Yaml {
     serde_yaml_ng::from_str(
@@ -46,42 +27,93 @@ fn functions(template: &Yaml) -> Vec<(String, &Yaml)> {
         .collect()
 }
 
-fn template_routes() -> BTreeSet<Route> {
-    let template = template();
-    let mut routes = BTreeSet::new();
-    for (_, function) in functions(&template) {
+/// Every event of `kind` in the raw YAML: (function binary, event properties).
+fn events<'a>(template: &'a Yaml, kind: &str) -> Vec<(String, &'a Yaml)> {
+    let mut found = Vec::new();
+    for (_, function) in functions(template) {
         let binary = function["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .expect("Binary")
             .to_owned();
-        let Some(events) = function["Properties"]["Events"].as_mapping() else {
-            continue;
-        };
-        for (_, event) in events {
-            if event["Type"].as_str() == Some("HttpApi") {
-                let p = &event["Properties"];
-                routes.insert((
-                    p["Method"].as_str().unwrap().to_ascii_uppercase(),
-                    p["Path"].as_str().unwrap().to_owned(),
-                    binary.clone(),
-                ));
+        for (_, event) in function["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"].as_str() == Some(kind) {
+                found.push((binary.clone(), &event["Properties"]));
             }
         }
     }
-    routes
+    found
+}
+
+fn template_routes() -> BTreeSet<Route> {
+    let template = template();
+    events(&template, "HttpApi")
+        .into_iter()
+        .map(|(binary, p)| {
+            (
+                p["Method"].as_str().unwrap().to_ascii_uppercase(),
+                p["Path"].as_str().unwrap().to_owned(),
+                binary,
+            )
+        })
+        .collect()
+}
+
+/// The template as the local stack reads it, with `origins` as the CorsOrigins parameter.
+fn local_view(origins: &str) -> Template {
+    Template::load(
+        &workspace_root().join("template.yaml"),
+        &BTreeMap::from([("CorsOrigins".to_owned(), origins.to_owned())]),
+    )
+    .unwrap()
 }
 
 #[test]
-fn router_table_and_template_agree_route_by_route() {
-    let router = router_routes();
-    let template = template_routes();
-    assert!(!router.is_empty());
-    let only_router: Vec<_> = router.difference(&template).collect();
-    let only_template: Vec<_> = template.difference(&router).collect();
-    assert!(
-        only_router.is_empty() && only_template.is_empty(),
-        "only in Cargo.toml: {only_router:?}\nonly in template.yaml: {only_template:?}"
-    );
+fn the_local_stack_takes_every_route_queue_and_schedule_from_the_template() {
+    let local = local_view("http://localhost:3000");
+    let raw = template();
+
+    let routes: BTreeSet<Route> = local
+        .routes
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone(), r.function.clone()))
+        .collect();
+    assert!(!routes.is_empty());
+    assert_eq!(routes, template_routes());
+
+    let queues: BTreeSet<(String, i64)> = events(&raw, "SQS")
+        .into_iter()
+        .map(|(binary, p)| (binary, p["BatchSize"].as_i64().expect("BatchSize is set")))
+        .collect();
+    let local_queues: BTreeSet<(String, i64)> = local
+        .queues
+        .iter()
+        .map(|q| (q.function.clone(), i64::from(q.batch_size)))
+        .collect();
+    assert_eq!(local_queues, queues);
+    for queue in &local.queues {
+        assert!(
+            !queue.url_variables.is_empty(),
+            "{}: no function is told its URL",
+            queue.queue
+        );
+        assert!(queue.max_concurrency.is_some(), "{}", queue.queue);
+    }
+
+    let schedules: BTreeSet<(String, String)> = events(&raw, "Schedule")
+        .into_iter()
+        .map(|(binary, p)| (binary, p["Schedule"].as_str().unwrap().to_owned()))
+        .collect();
+    let local_schedules: BTreeSet<(String, String)> = local
+        .schedules
+        .iter()
+        .map(|s| (s.function.clone(), s.expression.clone()))
+        .collect();
+    assert_eq!(local_schedules, schedules);
+    assert!(!schedules.is_empty());
 }
 
 #[test]
@@ -124,12 +156,83 @@ fn every_function_is_a_cargolambda_build_of_a_workspace_binary() {
 }
 
 #[test]
-fn every_api_path_answers_cors_preflight() {
-    let routes = router_routes();
-    for (_, path, _) in routes.iter().filter(|(_, p, _)| p.starts_with("/api/")) {
-        assert!(
-            routes.iter().any(|(m, p, _)| m == "OPTIONS" && p == path),
-            "{path} has no OPTIONS route"
-        );
-    }
+fn preflight_invokes_no_function() {
+    let options: Vec<Route> = template_routes()
+        .into_iter()
+        .filter(|(m, _, _)| m == "OPTIONS" || m == "ANY")
+        .collect();
+    assert!(
+        options.is_empty(),
+        "API Gateway answers preflight (CorsConfiguration); these routes would invoke a function instead: {options:?}"
+    );
+}
+
+/// A header's comma-separated items, trimmed.
+fn items(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn cors_configuration_is_the_rule_the_functions_apply() {
+    // Spaces around the origins, as an operator might type the parameter.
+    let parameter = " https://app.example.com , http://localhost:3000";
+    let cors = local_view(parameter)
+        .cors
+        .expect("the HTTP API declares a CorsConfiguration");
+
+    // Origins: the parameter, trimmed, as the functions read CORS_ORIGINS.
+    let settings = settings_with(
+        "postgres://unused@127.0.0.1/unused",
+        &[("CORS_ORIGINS", parameter)],
+    );
+    assert_eq!(cors.allow_origins, settings.cors_origins);
+
+    // Methods, headers, max-age and credentials: what shared's preflight answers an allowed origin.
+    let http = shared::api::Http::new(
+        "cors-rule",
+        shared::api::Cors::new(settings.cors_origins.clone()),
+        1024,
+    );
+    let preflight = Event::new("OPTIONS", "/api/me")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "DELETE")
+        .request();
+    let response = http
+        .serve(preflight, |_| async {
+            unreachable!("a preflight never reaches the handler")
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        cors.allow_methods,
+        items(header("access-control-allow-methods").as_deref())
+    );
+    assert_eq!(
+        cors.allow_headers,
+        items(header("access-control-allow-headers").as_deref())
+    );
+    assert_eq!(
+        cors.max_age.map(|s| s.to_string()),
+        header("access-control-max-age")
+    );
+    assert_eq!(
+        cors.allow_credentials,
+        header("access-control-allow-credentials").as_deref() == Some("true")
+    );
+    // Nothing is exposed beyond the CORS-safelisted response headers, on either side.
+    assert!(cors.expose_headers.is_empty());
+    assert_eq!(header("access-control-expose-headers"), None);
 }

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use parley_tests::{Moto, TestDb, Watch, authjs, borrow, free_port, workspace_root};
+use parley_tests::{Api, Moto, TestDb, authjs, borrow, free_port, workspace_root};
 use serde_json::{Value, json};
 
 /// Sign-outs schemathesis may make, each with a session of its own.
@@ -58,7 +58,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
         ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
         ("BACKEND_URL", base.clone()),
     ]);
-    let watch = Watch::start_on(port, &borrow(&env)).await;
+    let watch = Api::start_on(port, &borrow(&env)).await;
 
     // The session every authenticated route runs under, made by Auth.js's own adapter.
     let made = authjs(
@@ -163,7 +163,7 @@ async fn sign_out_pool(db: &TestDb, user: i32) -> std::path::PathBuf {
 }
 
 /// Uploads, PUTs and completes a short WAV; returns the recording's id.
-async fn ready_recording(http: &reqwest::Client, watch: &Watch, token: &str) -> String {
+async fn ready_recording(http: &reqwest::Client, watch: &Api, token: &str) -> String {
     let wav = shared::platform::audio::silent_wav(1.0, 16000);
     let created: Value = http
         .post(watch.url("/api/recordings/uploads"))

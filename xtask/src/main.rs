@@ -3,20 +3,23 @@
 //! Everything a fresh machine lacks is brought here: the project-local Python venv (cargo-lambda,
 //! moto, cfn-lint), the interop test's npm packages, and PostgreSQL when none answers.
 
-mod contract;
-mod postgres;
-mod tools;
-
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use postgres::Postgres;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use xtask::api::{ApiOptions, LocalApi};
+use xtask::postgres::{self, Postgres};
+use xtask::process::{self, Output, Stoppable};
+use xtask::template::Template;
+use xtask::{Result, tools, workspace_root};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  dev                     run the whole API on http://127.0.0.1:9000 (PostgreSQL, migrations, cargo lambda watch)
+  dev                     run the whole API on http://127.0.0.1:9000 (PostgreSQL, migrations, moto,
+                          cargo lambda watch behind a local API Gateway; see docs/local-stack.md)
   test [-- <filter>...]   run every test (unit, integration, handler, end-to-end, Auth.js interop)
   lint                    cargo fmt --check, clippy -D warnings, cfn-lint template.yaml
   migrate                 apply migrations/ to $DATABASE_URL (or the local dev database)
@@ -24,30 +27,15 @@ usage: cargo xtask <command>
                           create a local user and Auth.js session and print its cookie
 ";
 
-/// Queues the local stack creates: (name, worker function, variable that carries its URL, batch
-/// size), as template.yaml declares them.
-const QUEUES: &[(&str, &str, &str, i32)] = &[
-    (
-        "parley-transcriptions",
-        "transcription-worker",
-        "TRANSCRIPTION_QUEUE_URL",
-        5,
-    ),
-    ("parley-tts", "tts-worker", "TTS_QUEUE_URL", 1),
-];
-
-/// Scheduled functions the pump invokes every minute (EventBridge's job in AWS).
-const SCHEDULED: &[&str] = &[
-    "transcription-reconciler",
-    "tts-reconciler",
-    "recordings-sweeper",
-];
-
 /// The local dev database's name on a shared server.
 const DEV_DATABASE: &str = "parley_dev";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Before the runtime starts any thread: the supervisor's signal mask must cover the process.
+    if args.first().map(String::as_str) == Some(process::SUPERVISE) {
+        return process::supervise(&args[1..]);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match args.first().map(String::as_str) {
         Some("dev") => runtime.block_on(dev()),
@@ -67,15 +55,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-pub type Result<T = ()> = std::result::Result<T, String>;
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -101,19 +80,92 @@ fn dotenv(root: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// SIGTERM, SIGINT (Ctrl-C) and SIGHUP all mean: stop everything and free the ports. `cargo
+/// xtask` execs xtask in cargo's place (`cargo run` replaces its process on Unix), so a signal
+/// to that pid reaches this process.
+struct StopSignals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals> {
+        let listen = |kind: SignalKind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+        Ok(StopSignals {
+            term: listen(SignalKind::terminate())?,
+            int: listen(SignalKind::interrupt())?,
+            hup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    async fn received(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+fn port_setting(value: Option<String>, name: &str, default: u16) -> Result<u16> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a port number")),
+    }
+}
+
 async fn dev() -> Result {
+    // Orphans anywhere below (a function process whose watch died) re-parent to us, so stopping
+    // can find them; each tool also runs under a supervisor that ends its subtree if we die.
+    process::become_subreaper()?;
+    let mut stop = StopSignals::listen()?;
+    let supervisor = std::env::current_exe().ok();
+
     let root = workspace_root();
     let bin = tools::ensure_venv(&root)?;
     let dotenv = dotenv(&root);
-    let from_dotenv = |name: &str| {
-        dotenv
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+    let setting = |name: &str| {
+        non_empty_env(name).or_else(|| {
+            dotenv
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
     };
+    let port = port_setting(setting("PARLEY_DEV_PORT"), "PARLEY_DEV_PORT", 9000)?;
+    let moto_port = port_setting(setting("PARLEY_MOTO_PORT"), "PARLEY_MOTO_PORT", 4510)?;
+    let sandbox_port = port_setting(setting("PARLEY_SANDBOX_PORT"), "PARLEY_SANDBOX_PORT", 9010)?;
+    // 0: any free port. watch's port is internal, so it is not printed.
+    let watch_port = port_setting(setting("PARLEY_WATCH_PORT"), "PARLEY_WATCH_PORT", 0)?;
+    let invoke_timeout = match setting("PARLEY_INVOKE_TIMEOUT_SECONDS") {
+        None => None,
+        Some(v) => Some(Duration::from_secs(v.trim().parse().map_err(|_| {
+            format!("PARLEY_INVOKE_TIMEOUT_SECONDS={v:?} is not a number of seconds")
+        })?)),
+    };
+    let schedule_override = match setting("PARLEY_SCHEDULE_SECONDS") {
+        None => None,
+        Some(v) => Some(Duration::from_secs(v.trim().parse().map_err(|_| {
+            format!("PARLEY_SCHEDULE_SECONDS={v:?} is not a number of seconds")
+        })?)),
+    };
+    let cors_origins = setting("CORS_ORIGINS");
+    let template = Template::load(
+        &root.join("template.yaml"),
+        &BTreeMap::from([(
+            "CorsOrigins".to_owned(),
+            cors_origins
+                .clone()
+                .unwrap_or_else(|| xtask::api::local_cors_origins().join(",")),
+        )]),
+    )?;
 
     let mut pg = None;
-    let database_url = match non_empty_env("DATABASE_URL").or_else(|| from_dotenv("DATABASE_URL")) {
+    let database_url = match setting("DATABASE_URL") {
         Some(url) => url,
         None => {
             let server = Postgres::find_or_start(&root).await?;
@@ -122,7 +174,56 @@ async fn dev() -> Result {
             url
         }
     };
-    let applied = postgres::migrate(&database_url).await?;
+    let outcome = serve(
+        &mut stop,
+        &root,
+        &bin,
+        &dotenv,
+        &setting,
+        Ports {
+            api: port,
+            moto: moto_port,
+            sandbox: sandbox_port,
+            watch: watch_port,
+        },
+        &template,
+        &database_url,
+        invoke_timeout,
+        schedule_override,
+        cors_origins,
+        supervisor,
+    )
+    .await;
+    if let Some(pg) = pg {
+        pg.stop();
+    }
+    outcome
+}
+
+struct Ports {
+    api: u16,
+    moto: u16,
+    sandbox: u16,
+    watch: u16,
+}
+
+/// Everything after the database: runs until a stop signal, then stops what it started.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    stop: &mut StopSignals,
+    root: &Path,
+    bin: &Path,
+    dotenv: &[(String, String)],
+    setting: &dyn Fn(&str) -> Option<String>,
+    ports: Ports,
+    template: &Template,
+    database_url: &str,
+    invoke_timeout: Option<Duration>,
+    schedule_override: Option<Duration>,
+    cors_origins: Option<String>,
+    supervisor: Option<std::path::PathBuf>,
+) -> Result {
+    let applied = postgres::migrate(database_url).await?;
     println!(
         "migrations: {}",
         if applied.is_empty() {
@@ -135,25 +236,28 @@ async fn dev() -> Result {
     // moto_server is the SQS stand-in, and R2's (S3 API) unless real R2 settings were given.
     let uses_real_r2 = ["R2_ENDPOINT", "R2_ACCOUNT_ID", "R2_BUCKET_NAME"]
         .iter()
-        .any(|v| non_empty_env(v).is_some() || from_dotenv(v).is_some());
-    let mut local_env: Vec<(&str, String)> = Vec::new();
-    let moto_port = non_empty_env("PARLEY_MOTO_PORT").unwrap_or_else(|| "4510".to_owned());
-    let moto_endpoint = format!("http://127.0.0.1:{moto_port}");
-    // Stopped by `Group`'s Drop when dev returns, after watch (declared later, dropped first).
-    let _moto = {
+        .any(|v| setting(v).is_some());
+    let mut local_env: Vec<(String, String)> = Vec::new();
+    let moto_endpoint = format!("http://127.0.0.1:{}", ports.moto);
+    let mut moto = {
         let mut cmd = Command::new(bin.join("moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &moto_port])
-            .stdout(std::process::Stdio::null())
-            // Its access log (the pump polls every second) would drown the functions' logs.
-            .stderr(std::process::Stdio::null());
-        tools::Group::spawn(cmd)?
+        cmd.args(["-H", "127.0.0.1", "-p", &ports.moto.to_string()]);
+        // Its access log (the pump polls every second) would drown the functions' logs.
+        Stoppable::spawn("moto_server", cmd, supervisor.as_deref(), Output::Discard)?
     };
-    tools::wait_for_http_ok(
-        &format!("127.0.0.1:{moto_port}"),
-        "/moto-api/",
-        Duration::from_secs(60),
-    )
-    .await?;
+    let moto_addr = format!("127.0.0.1:{}", ports.moto);
+    let moto_ready = tokio::select! {
+        r = tools::wait_for_http_ok(
+            &moto_addr,
+            "/moto-api/",
+            Duration::from_secs(60),
+        ) => r.map_err(|e| match moto.exited() {
+            Some(how) => format!("{how} (is port {} taken?)", ports.moto),
+            None => e,
+        }),
+        s = stop.received() => Err(format!("{s} while starting")),
+    };
+    moto_ready?;
     if !uses_real_r2 {
         let storage = shared::platform::storage::StorageSettings {
             endpoint: moto_endpoint.clone(),
@@ -170,52 +274,72 @@ async fn dev() -> Result {
             storage.endpoint, storage.bucket
         );
         local_env.extend([
-            ("R2_ENDPOINT", storage.endpoint),
-            ("R2_BUCKET_NAME", storage.bucket),
-            ("R2_ACCESS_KEY_ID", storage.access_key_id),
-            ("R2_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
+            ("R2_ENDPOINT".to_owned(), storage.endpoint),
+            ("R2_BUCKET_NAME".to_owned(), storage.bucket),
+            ("R2_ACCESS_KEY_ID".to_owned(), storage.access_key_id),
+            (
+                "R2_SECRET_ACCESS_KEY".to_owned(),
+                "parley-local-secret".to_owned(),
+            ),
         ]);
     }
-    let port = non_empty_env("PARLEY_DEV_PORT").unwrap_or_else(|| "9000".to_owned());
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://127.0.0.1:{}", ports.api);
 
     // Queues as the template declares them (with DLQs), and the pump that plays the event source.
     let sqs = shared::local::sqs_client(&moto_endpoint);
-    let mut routes = Vec::new();
-    for (queue, function, variable, batch_size) in QUEUES {
-        let mut route = shared::local::ensure_queue(&sqs, queue, function, 30, 5).await?;
-        route.batch_size = *batch_size;
-        local_env.push((variable, route.queue_url.clone()));
-        routes.push(route);
+    let mut queue_routes = Vec::new();
+    for source in &template.queues {
+        // A short visibility timeout, so local retries come back quickly.
+        let mut route = shared::local::ensure_queue(
+            &sqs,
+            &source.queue,
+            &source.function,
+            30,
+            source.max_receive_count,
+        )
+        .await?;
+        route.batch_size = source.batch_size;
+        for variable in &source.url_variables {
+            local_env.push((variable.clone(), route.queue_url.clone()));
+        }
+        queue_routes.push(route);
     }
     println!(
         "SQS stand-in: moto_server on {moto_endpoint} ({} queues + DLQs)",
-        routes.len()
+        queue_routes.len()
     );
+    let max_receive = template
+        .queues
+        .iter()
+        .map(|q| q.max_receive_count)
+        .max()
+        .unwrap_or(5);
     local_env.extend([
-        ("AWS_REGION", shared::local::REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", "parley-local".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
-        ("AWS_ENDPOINT_URL_SQS", moto_endpoint.clone()),
-        ("BACKEND_URL", base.clone()),
-        ("QUEUE_MAX_RECEIVE_COUNT", "5".to_owned()),
+        ("AWS_REGION".to_owned(), shared::local::REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "parley-local".to_owned()),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_owned(),
+            "parley-local-secret".to_owned(),
+        ),
+        ("AWS_ENDPOINT_URL_SQS".to_owned(), moto_endpoint.clone()),
+        // Callbacks (AssemblyAI's webhook) come in through the proxy, as through API Gateway.
+        ("BACKEND_URL".to_owned(), base.clone()),
+        (
+            "QUEUE_MAX_RECEIVE_COUNT".to_owned(),
+            max_receive.to_string(),
+        ),
     ]);
 
     // Vendors without a key talk to the bundled sandbox; say so loudly.
-    let sandbox_port: u16 = non_empty_env("PARLEY_SANDBOX_PORT")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(9010);
-    let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
-    let (sandbox_env, keyless) = shared::local::sandbox_env(&sandbox_url, |name| {
-        non_empty_env(name).or_else(|| from_dotenv(name))
-    });
+    let sandbox_url = format!("http://127.0.0.1:{}", ports.sandbox);
+    let (sandbox_env, keyless) = shared::local::sandbox_env(&sandbox_url, setting);
     if !keyless.is_empty() {
         shared::local::sandbox::start(
-            ([127, 0, 0, 1], sandbox_port).into(),
+            ([127, 0, 0, 1], ports.sandbox).into(),
             Duration::from_secs(1),
         )
         .await
-        .map_err(|e| format!("sandbox on port {sandbox_port}: {e}"))?;
+        .map_err(|e| format!("sandbox on port {}: {e}", ports.sandbox))?;
         println!(
             "\n==================== SANDBOX ====================\n\
              No key for: {}.\n\
@@ -225,68 +349,130 @@ async fn dev() -> Result {
              =================================================\n",
             keyless.join(", "),
         );
-        local_env.extend(sandbox_env);
+        local_env.extend(sandbox_env.into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
 
-    let mut watch = Command::new(bin.join("cargo-lambda"));
-    watch
-        .current_dir(&root)
-        .args([
-            "lambda",
-            "watch",
-            "--disable-cors",
-            // How long watch holds an invoke open: the longest worker's template timeout. (The
-            // deadline header it sends is its own; see shared::platform::lambda::effective_deadline.)
-            "--timeout",
-            "120",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port,
-        ])
-        .envs(dotenv.iter().cloned())
-        .envs(local_env)
-        .env("DATABASE_URL", &database_url)
-        .env(
-            "PARLEY_STAGE",
-            non_empty_env("PARLEY_STAGE").unwrap_or_else(|| "local".to_owned()),
-        )
-        .env("PATH", tools::path_with(&bin));
-    let mut watch = tools::Group::spawn(watch)?;
-
-    let addr = format!("127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = dotenv.to_vec();
+    env.extend(local_env);
+    env.push(("DATABASE_URL".to_owned(), database_url.to_owned()));
+    env.push((
+        "PARLEY_STAGE".to_owned(),
+        setting("PARLEY_STAGE").unwrap_or_else(|| "local".to_owned()),
+    ));
+    let mut api = LocalApi::start(ApiOptions {
+        root: root.to_path_buf(),
+        cargo_lambda: bin.join("cargo-lambda"),
+        addr: ([127, 0, 0, 1], ports.api).into(),
+        watch_port: ports.watch,
+        env,
+        cors_origins,
+        invoke_timeout,
+        supervisor,
+        verbose: true,
+        ignore_changes: false,
+    })
+    .await?;
     let ready = tokio::select! {
-        r = tools::wait_for_http_ok(&addr, "/health", Duration::from_secs(600)) => r,
-        _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+        r = api.wait_for_health(&[200], Duration::from_secs(600)) => r,
+        s = stop.received() => Err(format!("{s} while starting")),
     };
     if let Err(e) = ready {
-        watch.stop();
-        if let Some(pg) = pg {
-            pg.stop();
-        }
+        api.stop().await;
+        moto.stop();
         return Err(format!("the API did not become ready: {e}"));
     }
-    tokio::spawn(shared::local::run(
+
+    let pump = tokio::spawn(shared::local::run(
         sqs,
-        base.clone(),
-        routes,
-        SCHEDULED.iter().map(|f| f.to_string()).collect(),
-        Duration::from_secs(60),
+        api.invoke_base.clone(),
+        queue_routes,
+        // Schedules run below, each at its own template rate.
+        Vec::new(),
+        Duration::from_secs(3600),
     ));
-    println!(
-        "\nParley is ready on {base}\n  GET  {base}/health\n  GET  {base}/api/me\n  POST {base}/api/auth/sign-out\n  POST {base}/api/recordings/uploads   (and /api/recordings…)\n\
-           POST {base}/api/recordings/{{id}}/transcriptions\n  POST {base}/api/tts\n\
-         Make a session with: cargo xtask session you@example.com\nCtrl-C stops everything.\n"
-    );
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => println!("\nstopping…"),
-        status = watch.wait() => println!("cargo lambda watch exited: {status}"),
-    }
-    watch.stop();
-    if let Some(pg) = pg {
-        pg.stop();
-    }
+    let schedules: Vec<_> = template
+        .schedules
+        .iter()
+        .map(|s| {
+            let function = s.function.clone();
+            let every = schedule_override.unwrap_or(s.every);
+            let invoke_base = api.invoke_base.clone();
+            tokio::spawn(async move {
+                let http = shared::platform::http_client::http_client(Duration::from_secs(900));
+                loop {
+                    tokio::time::sleep(every).await;
+                    let event = shared::local::scheduled_event();
+                    if let Err(e) =
+                        shared::local::invoke(&http, &invoke_base, &function, &event).await
+                    {
+                        eprintln!("schedule: {function}: {e}");
+                    }
+                }
+            })
+        })
+        .collect();
+
+    println!("{}", banner(&base, template, schedule_override));
+    let reason = loop {
+        tokio::select! {
+            s = stop.received() => break format!("{s} received"),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(how) = api.watch_exited().or_else(|| moto.exited()) {
+                    break how;
+                }
+            }
+        }
+    };
+    println!("\nstopping ({reason})…");
+    pump.abort();
+    schedules.iter().for_each(|s| s.abort());
+    api.stop().await;
+    moto.stop();
+    println!("stopped");
     Ok(())
+}
+
+/// What the stack serves, from the template.
+fn banner(base: &str, template: &Template, schedule_override: Option<Duration>) -> String {
+    let mut text = format!("\nParley is ready on {base}\n");
+    let mut routes: Vec<_> = template.routes.iter().collect();
+    routes.sort_by(|a, b| (&a.path, &a.method).cmp(&(&b.path, &b.method)));
+    for route in routes {
+        text.push_str(&format!(
+            "  {:<6} {base}{}  → {}\n",
+            route.method, route.path, route.function
+        ));
+    }
+    if template.cors.is_some() {
+        text.push_str(
+            "  OPTIONS (CORS preflight) is answered by the proxy, as CorsConfiguration does\n",
+        );
+    }
+    text.push_str("Queues (the pump takes one batch at a time):\n");
+    for q in &template.queues {
+        text.push_str(&format!(
+            "  {} → {} (batch {}{})\n",
+            q.queue,
+            q.function,
+            q.batch_size,
+            q.max_concurrency
+                .map(|c| format!(", at most {c} at once in AWS"))
+                .unwrap_or_default()
+        ));
+    }
+    text.push_str("Schedules:\n");
+    for s in &template.schedules {
+        let every = match schedule_override {
+            Some(d) => format!("every {}s (PARLEY_SCHEDULE_SECONDS)", d.as_secs()),
+            None => s.expression.clone(),
+        };
+        text.push_str(&format!("  {} {every}\n", s.function));
+    }
+    text.push_str(
+        "Make a session with: cargo xtask session you@example.com\n\
+         Ctrl-C (or SIGTERM, SIGHUP) stops everything.\n",
+    );
+    text
 }
 
 async fn test(args: &[String]) -> Result {
@@ -317,7 +503,8 @@ async fn test(args: &[String]) -> Result {
         }
         Err(e) => Err(e),
     };
-    let outcome = outcome.and_then(|()| contract::schemathesis(&root, &bin, pg.admin_url(), args));
+    let outcome =
+        outcome.and_then(|()| xtask::contract::schemathesis(&root, &bin, pg.admin_url(), args));
     let cleaned = pg.drop_test_databases().await;
     pg.stop();
     outcome.map_err(|e| format!("tests failed: {e}"))?;

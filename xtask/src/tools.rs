@@ -1,9 +1,8 @@
 //! Tools the project installs for itself, and process helpers.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,57 +84,6 @@ pub fn run(cmd: &mut Command) -> Result {
         Ok(())
     } else {
         Err(format!("{:?} failed with {status}", cmd.get_program()))
-    }
-}
-
-/// A child started in its own process group, so stopping it stops everything it started.
-pub struct Group {
-    child: Child,
-}
-
-impl Group {
-    pub fn spawn(mut cmd: Command) -> Result<Group> {
-        cmd.process_group(0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
-        Ok(Group { child })
-    }
-
-    /// Waits for the child to exit on its own.
-    pub async fn wait(&mut self) -> String {
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
-                Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(e) => return e.to_string(),
-            }
-        }
-    }
-
-    /// SIGTERM to the whole group, then SIGKILL if it lingers.
-    pub fn stop(&mut self) {
-        let pgid = self.child.id() as i32;
-        // SAFETY: kill(2) with a negative pid signals the process group we created; no memory is touched.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: as above; also reaps stragglers in the group that ignored SIGTERM.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
     }
 }
 
