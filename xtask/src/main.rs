@@ -322,8 +322,12 @@ async fn serve(
             "parley-local-secret".to_owned(),
         ),
         ("AWS_ENDPOINT_URL_SQS".to_owned(), moto_endpoint.clone()),
-        // Callbacks (AssemblyAI's webhook) come in through the proxy, as through API Gateway.
-        ("BACKEND_URL".to_owned(), base.clone()),
+        // Callbacks (AssemblyAI's webhook) come in through the proxy, as through API Gateway;
+        // a BACKEND_URL you set (a tunnel, for a real AssemblyAI key) wins.
+        (
+            "BACKEND_URL".to_owned(),
+            setting("BACKEND_URL").unwrap_or_else(|| base.clone()),
+        ),
         (
             "QUEUE_MAX_RECEIVE_COUNT".to_owned(),
             max_receive.to_string(),
