@@ -43,7 +43,7 @@ impl App {
     /// The recordings service (R2 + pool), for the functions that store audio; fails init without R2.
     pub fn recordings(&self) -> Result<Recordings, ConfigError> {
         let storage = Storage::new(self.settings.require_storage()?);
-        let cursors = Cursors::new(&self.settings.auth_secret, "recordings");
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "recordings");
         Ok(Recordings::new(
             self.db.clone(),
             storage,
@@ -55,14 +55,14 @@ impl App {
     /// The API side of transcriptions: needs the queue it sends jobs to.
     pub fn transcriptions(&self, sqs: aws_sdk_sqs::Client) -> Result<Transcriptions, ConfigError> {
         let queue = JobQueue::new(sqs, self.settings.require_transcription_queue()?);
-        let cursors = Cursors::new(&self.settings.auth_secret, "transcriptions");
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "transcriptions");
         Ok(Transcriptions::new(self.db.clone(), queue, cursors))
     }
 
     /// Reading transcriptions only: no queue, so no SQS client is built.
-    pub fn transcription_reads(&self) -> Transcriptions {
-        let cursors = Cursors::new(&self.settings.auth_secret, "transcriptions");
-        Transcriptions::read_only(self.db.clone(), cursors)
+    pub fn transcription_reads(&self) -> Result<Transcriptions, ConfigError> {
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "transcriptions");
+        Ok(Transcriptions::read_only(self.db.clone(), cursors))
     }
 
     /// The AssemblyAI client; init fails without a key.

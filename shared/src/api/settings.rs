@@ -28,8 +28,9 @@ pub struct Settings {
     pub storage: Option<StorageSettings>,
     /// Largest recording a user may upload, in bytes.
     pub recording_max_bytes: u64,
-    /// Keys the HMAC that makes pagination cursors tamper-proof (Auth.js's `AUTH_SECRET`).
-    pub auth_secret: SecretString,
+    /// Keys the HMAC that makes pagination cursors tamper-proof (`CURSOR_SECRET`); `None` when a
+    /// deployed stage did not give this function one (only listing functions need it).
+    pub cursor_secret: Option<SecretString>,
     /// Public base URL of this API (`BACKEND_URL`), for vendor callbacks; required by the workers.
     pub backend_url: Option<String>,
     pub queues: QueueSettings,
@@ -65,7 +66,8 @@ pub struct SessionSettings {
 }
 
 /// Used only in the local stage, so cursors work before any secret is configured.
-const LOCAL_AUTH_SECRET: &str = "parley-local-development-secret-not-for-deployment";
+/// Used only in the local stage, so cursors work before any secret is configured.
+const LOCAL_CURSOR_SECRET: &str = "parley-local-development-secret-not-for-deployment";
 
 const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
 
@@ -109,7 +111,7 @@ impl Settings {
             1024,
             R2_MAX_PUT_BYTES,
         );
-        let auth_secret = auth_secret(&mut r);
+        let cursor_secret = cursor_secret(&mut r);
         let backend_url = r.base_url("BACKEND_URL", None);
         let queues = QueueSettings {
             transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
@@ -139,7 +141,7 @@ impl Settings {
             max_body_bytes,
             storage,
             recording_max_bytes,
-            auth_secret,
+            cursor_secret,
             backend_url,
             queues,
             vendors,
@@ -181,6 +183,16 @@ impl Settings {
             .ok_or_else(|| ConfigError::single("TTS_QUEUE_URL", "this function sends speech jobs"))
     }
 
+    /// The key of the pagination cursors, for the functions that list.
+    pub fn require_cursor_key(&self) -> Result<&SecretString, ConfigError> {
+        self.cursor_secret.as_ref().ok_or_else(|| {
+            ConfigError::single(
+                "CURSOR_SECRET",
+                "this function signs or checks pagination cursors and needs their key",
+            )
+        })
+    }
+
     /// The R2 settings, or an init error naming what is missing.
     pub fn require_storage(&self) -> Result<&StorageSettings, ConfigError> {
         self.storage.as_ref().ok_or_else(|| {
@@ -192,22 +204,18 @@ impl Settings {
     }
 }
 
-fn auth_secret(r: &mut Reader) -> SecretString {
-    let stage = r.stage;
-    match r.get("AUTH_SECRET") {
-        Some(secret) if secret.len() >= 32 => SecretString::from(secret),
+fn cursor_secret(r: &mut Reader) -> Option<SecretString> {
+    match r.get("CURSOR_SECRET") {
+        Some(secret) if secret.len() >= 32 => Some(SecretString::from(secret)),
         Some(_) => {
             r.problem(
-                "AUTH_SECRET",
+                "CURSOR_SECRET",
                 "must be at least 32 characters (e.g. `openssl rand -base64 33`)",
             );
-            SecretString::from(LOCAL_AUTH_SECRET)
+            None
         }
-        None if stage.is_deployed() => {
-            r.problem("AUTH_SECRET", "is required outside the local stage");
-            SecretString::from(LOCAL_AUTH_SECRET)
-        }
-        None => SecretString::from(LOCAL_AUTH_SECRET),
+        None if r.stage.is_deployed() => None,
+        None => Some(SecretString::from(LOCAL_CURSOR_SECRET)),
     }
 }
 
@@ -294,7 +302,6 @@ mod tests {
                 "DATABASE_URL",
                 "CORS_ORIGINS",
                 "SESSION_UPDATE_AGE_SECONDS",
-                "AUTH_SECRET"
             ]
         );
     }
@@ -410,7 +417,7 @@ mod tests {
         ("DATABASE_URL", URL),
         ("PARLEY_STAGE", "prod"),
         ("CORS_ORIGINS", "https://app.example.com"),
-        ("AUTH_SECRET", "0123456789abcdef0123456789abcdef0123"),
+        ("CURSOR_SECRET", "0123456789abcdef0123456789abcdef0123"),
     ];
 
     #[test]
@@ -474,5 +481,23 @@ mod tests {
             !debug.contains("very-secret") && !debug.contains("very_secret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn the_cursor_key_is_required_only_where_cursors_are_made() {
+        let deployed_without = &DEPLOYED[..3];
+        let s = settings(deployed_without).unwrap();
+        assert_eq!(
+            s.require_cursor_key().unwrap_err().problems[0].variable,
+            "CURSOR_SECRET"
+        );
+        assert!(settings(DEPLOYED).unwrap().require_cursor_key().is_ok());
+        let mut short = deployed_without.to_vec();
+        short.push(("CURSOR_SECRET", "too-short"));
+        let e = settings(&short).unwrap_err();
+        assert_eq!(e.problems[0].variable, "CURSOR_SECRET");
+        assert!(!e.to_string().contains("too-short"));
+        let local = settings(&[("DATABASE_URL", URL)]).unwrap();
+        assert!(local.require_cursor_key().is_ok());
     }
 }
