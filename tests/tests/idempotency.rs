@@ -194,3 +194,30 @@ async fn an_unreachable_store_fails_closed() {
         Err(IdempotencyError::Store(_))
     ));
 }
+
+/// The purge runs in its own scheduled function (it used to hide in the transcription
+/// reconciler), with the EventBridge event shape, and removes only expired records.
+#[tokio::test]
+async fn the_idempotency_sweeper_removes_expired_records_and_keeps_live_ones() {
+    let db = TestDb::create().await;
+    let short = store(&db, Duration::from_secs(1)).await;
+    let long = store(&db, Duration::from_secs(3600)).await;
+    for (idem, key) in [(&short, "soon"), (&long, "later")] {
+        let Claim::Acquired(lease) = idem.claim("w", key, &json!({}), 0).await.unwrap() else {
+            panic!("{key} was free")
+        };
+        idem.complete(lease, &json!("done")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let event = lambda_runtime::LambdaEvent::new(
+        shared::local::scheduled_event(),
+        lambda_runtime::Context::default(),
+    );
+    let report = idempotency_sweeper::handle(&long, event).await.unwrap();
+    assert_eq!(report["purged"], 1);
+    assert!(matches!(
+        long.claim("w", "later", &json!({}), 0).await.unwrap(),
+        Claim::Completed(_)
+    ));
+    db.drop_db().await;
+}

@@ -28,7 +28,6 @@ pub async fn handle(
         polled = report.polled,
         abandoned = report.abandoned,
         failures = report.failures,
-        idempotency_purged = report.idempotency_purged,
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "reconcile"
     );

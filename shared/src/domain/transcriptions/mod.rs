@@ -850,7 +850,7 @@ impl TranscriptionWorker {
     }
 
     /// The scheduled sweep: sends jobs whose message never went out, polls jobs whose callback is
-    /// overdue, fails submissions that were never confirmed, and purges expired idempotency records.
+    /// overdue, and fails submissions that were never confirmed.
     pub async fn reconcile(&self, batch: i64) -> Result<ReconcileReport, DbError> {
         let mut report = ReconcileReport::default();
         let unsent = TABLE.unsent(&self.db, batch).await?;
@@ -904,10 +904,6 @@ impl TranscriptionWorker {
                 }
             }
         }
-        match self.idempotency.purge_expired().await {
-            Ok(n) => report.idempotency_purged = n,
-            Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
-        }
         Ok(report)
     }
 }
@@ -951,7 +947,6 @@ pub struct ReconcileReport {
     pub polled: u64,
     pub abandoned: u64,
     pub failures: u64,
-    pub idempotency_purged: u64,
 }
 
 #[cfg(test)]
