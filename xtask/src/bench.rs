@@ -88,6 +88,22 @@ pub async fn bench(args: &[String]) -> Result {
     }
     let mut build = Command::new("cargo");
     build.current_dir(&root).args(["build", "--release"]);
+    // `cargo run` gave this process xtask's CARGO_MANIFEST_DIR and CARGO_PKG_*; build scripts
+    // that watch them (ring's) would rerun and relink everything a plain `cargo build` had built.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            build.env_remove(&*name);
+        }
+    }
     for name in &names {
         build.args(["-p", name]);
     }

@@ -54,14 +54,18 @@ pub async fn seed(url: &str) -> Result<Seeded> {
     )
     .await?;
     let client = connect(url).await?;
-    let failed = |e: tokio_postgres::Error| format!("seeding: {e}");
+    // The server's message, not just "db error".
+    let failed = |e: tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => format!("seeding: {}", db.message()),
+        None => format!("seeding: {e}"),
+    };
 
     // Spread over time so the keyset order is the insertion order, as real uploads are.
     client
         .execute(
             "INSERT INTO recordings (id, owner_id, object_key, status, content_type,
                  declared_size_bytes, size_bytes, duration_seconds, file_name, created_at, updated_at)
-             SELECT gen_random_uuid(), $1, 'recordings/' || $1 || '/' || n || '.wav', 'ready',
+             SELECT gen_random_uuid(), $1::int, 'recordings/' || $1::int || '/' || n || '.wav', 'ready',
                  'audio/wav', 4800044, 4800044, 150.0, 'call-' || n || '.wav',
                  now() - make_interval(mins => n), now() - make_interval(mins => n)
              FROM generate_series(1, $2::int) AS n",
@@ -89,9 +93,9 @@ pub async fn seed(url: &str) -> Result<Seeded> {
                  speaker_labels, webhook_secret, message_sent_at, submit_started_at,
                  vendor_transcript_id, submitted_at, text, utterances, words,
                  audio_duration_seconds, confidence, completed_at)
-             SELECT gen_random_uuid(), $1, r.id, 'completed', 'en_us', true, $2, now(), now(),
-                 'bench-transcript-0001', now(), $3, $4, $5, 150.0, 0.97, now()
-             FROM recordings r WHERE r.owner_id = $1 ORDER BY r.created_at DESC LIMIT 1
+             SELECT gen_random_uuid(), $1::int, r.id, 'completed', 'en_us', true, $2::text, now(),
+                 now(), 'bench-transcript-0001', now(), $3::text, $4::jsonb, $5::jsonb, 150.0, 0.97, now()
+             FROM recordings r WHERE r.owner_id = $1::int ORDER BY r.created_at DESC LIMIT 1
              RETURNING id::text",
             &[
                 &user_id,
