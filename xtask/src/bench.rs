@@ -110,6 +110,8 @@ pub async fn bench(args: &[String]) -> Result {
     crate::tools::run(&mut build)?;
     let release = target_dir(&root).join("release");
 
+    // Other work on a shared machine moves the figures; the report says how busy it was.
+    let load_before = load_average();
     let pg = Postgres::find_or_start(&root).await?;
     let database = format!("parley_bench_{}", std::process::id());
     let url = pg.create_database_if_missing(&database).await?;
@@ -119,7 +121,8 @@ pub async fn bench(args: &[String]) -> Result {
     let (floor, functions, db) = outcome?;
     dropped?;
 
-    let machine = machine(&root, &db.server);
+    let load = format!("{load_before} before, {} after", load_average());
+    let machine = machine(&root, &db.server, &load);
     println!("\n{}", report::table(&floor, &functions, &db));
     if let Some(me) = functions.iter().find(|m| m.name == "me") {
         println!(
@@ -504,6 +507,14 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn first_line(cmd: &mut Command) -> Option<String> {
     let output = cmd.output().ok().filter(|o| o.status.success())?;
     String::from_utf8_lossy(&output.stdout)
@@ -512,7 +523,7 @@ fn first_line(cmd: &mut Command) -> Option<String> {
         .map(|l| l.trim().to_owned())
 }
 
-fn machine(root: &Path, postgres: &str) -> Machine {
+fn machine(root: &Path, postgres: &str, load: &str) -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu = cpuinfo
@@ -545,7 +556,9 @@ fn machine(root: &Path, postgres: &str) -> Machine {
         memory,
         kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
         date: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
             .unwrap_or_default(),
         commit: if dirty {
             format!("{commit} (with uncommitted changes)")
@@ -554,6 +567,7 @@ fn machine(root: &Path, postgres: &str) -> Machine {
         },
         rustc: first_line(Command::new("rustc").arg("--version")).unwrap_or_default(),
         postgres: postgres.to_owned(),
+        load: load.to_owned(),
     }
 }
 

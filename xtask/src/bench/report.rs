@@ -33,6 +33,8 @@ pub struct Machine {
     pub rustc: String,
     /// The database server the functions and pgbench used.
     pub postgres: String,
+    /// 1-minute load averages around the run: the machine is shared.
+    pub load: String,
 }
 
 pub struct Settings {
@@ -201,7 +203,8 @@ pub fn markdown(
         md,
         "## Latest run\n\n\
          Measured by `cargo xtask bench` on {date}, commit `{commit}`.\n\n\
-         - Machine: {cpu}, {cores} cores, {memory} RAM, Linux {kernel} (x86_64).\n\
+         - Machine: {cpu}, {cores} cores, {memory} RAM, Linux {kernel} (x86_64); load average \
+           {load} the run (the machine is shared: p99s move with it).\n\
          - Toolchain: {rustc}; release profile of the workspace (fat LTO, one codegen unit, \
            `panic = \"abort\"`, stripped). Database: {postgres} on loopback, no TLS, a fresh migrated database.\n\
          - Cold start: exec → first response, including the first database connection, \
@@ -219,6 +222,7 @@ pub fn markdown(
         cores = machine.cores,
         memory = machine.memory,
         kernel = machine.kernel,
+        load = machine.load,
         rustc = machine.rustc,
         postgres = machine.postgres,
         cold = settings.cold_runs,
