@@ -26,6 +26,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 /// Warm invocations run in blocks, round-robin over the binaries, so background load on a shared
 /// machine spreads over all of them instead of skewing one.
 const BLOCK: usize = 100;
+/// pgbench transactions that each open their own connection, to price a first connection.
+const CONNECT_RUNS: usize = 200;
 
 struct Options {
     cold_runs: usize,
@@ -132,6 +134,7 @@ pub async fn bench(args: &[String]) -> Result {
     }
     let settings = report::Settings {
         cold_runs: options.cold_runs,
+        connect_runs: CONNECT_RUNS,
         warm_up: options.warm_up,
         invocations: options.invocations,
     };
@@ -172,8 +175,8 @@ async fn measure(
     )?;
     db.server = workload::server_version(url).await?;
     println!(
-        "pgbench, session statement: {:.3} ms prepared, {:.3} ms unprepared",
-        db.prepared_ms, db.extended_ms
+        "pgbench, session statement: {:.3} ms prepared, {:.3} ms unprepared, {:.2} ms more on a new connection",
+        db.prepared_ms, db.extended_ms, db.connect_ms
     );
 
     let logs = root.join("target/bench");
@@ -392,12 +395,16 @@ fn database_floor(
         _ => "127.0.0.1".to_owned(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let latency = |mode: &str| -> Result<f64> {
-        let output = Command::new(pgbench)
+    let latency = |mode: &str, connect_each: bool, count: usize| -> Result<f64> {
+        let mut cmd = Command::new(pgbench);
+        if connect_each {
+            cmd.arg("-C");
+        }
+        let output = cmd
             .args(["-h", &host, "-p", &port.to_string()])
             .args(["-U", config.get_user().unwrap_or("postgres")])
             .args(["-M", mode, "-n", "-c", "1"])
-            .args(["-t", &transactions.to_string()])
+            .args(["-t", &count.to_string()])
             .arg("-D")
             .arg(format!("token={token}"))
             .arg("-D")
@@ -421,9 +428,13 @@ fn database_floor(
             .and_then(|v| v.trim_end_matches(" ms").trim().parse().ok())
             .ok_or_else(|| format!("no latency in pgbench's output: {text}"))
     };
+    let extended_ms = latency("extended", false, transactions)?;
+    // A connection costs milliseconds (a backend fork): fewer runs say enough.
+    let connect_ms = latency("extended", true, CONNECT_RUNS)? - extended_ms;
     Ok(DatabaseFloor {
-        prepared_ms: latency("prepared")?,
-        extended_ms: latency("extended")?,
+        prepared_ms: latency("prepared", false, transactions)?,
+        extended_ms,
+        connect_ms,
         transactions,
         server: String::new(),
     })
