@@ -158,7 +158,7 @@ fn goals(floor: &Measured, me: &Measured, db: &DatabaseFloor) -> Vec<Goal> {
             name: "cold start (median)",
             target: format!("≤ {:.2} + 5 = {cold_limit:.2} ms", floor.cold_median()),
             measured: format!(
-                "{:.2} ms (floor {:+.2}, of which ≈ {:.2} a new connection)",
+                "{:.2} ms (floor {:+.2}; pgbench -C prices a connection at {:.2})",
                 me.cold_median(),
                 me.cold_median() - floor.cold_median(),
                 db.connect_ms
@@ -221,8 +221,8 @@ pub fn markdown(
          - Database floor: pgbench, one client, {tx} transactions of the session-resolving statement \
            with the seeded token: **{prepared:.3} ms** prepared (`-M prepared`), {extended:.3} ms \
            unprepared (`-M extended`, an unnamed statement per execution, as `query_typed` sends); \
-           a new connection per transaction (`-C`, {connect_runs} of them) adds {connect:.2} ms, \
-           which every function's cold start includes and the floor's does not.\n",
+           a new connection per transaction (`-C`, {connect_runs} of them) adds {connect:.2} ms \
+           there (libpq's side included): a cost every function's cold start pays and the floor's does not.\n",
         date = machine.date,
         commit = machine.commit,
         cpu = machine.cpu,
