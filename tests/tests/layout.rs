@@ -236,3 +236,47 @@ async fn cors_configuration_is_the_rule_the_functions_apply() {
     assert!(cors.expose_headers.is_empty());
     assert_eq!(header("access-control-expose-headers"), None);
 }
+
+/// Workspace members with a `src/main.rs` that are tools, not functions: never in template.yaml.
+const NOT_DEPLOYED: &[&str] = &["xtask", "xtask/bench-floor"];
+
+#[test]
+fn every_workspace_binary_is_deployed_except_the_tools() {
+    let root = workspace_root();
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut binaries = Vec::new();
+    for member in manifest["workspace"]["members"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        let dirs: Vec<String> = match member.strip_suffix("/*") {
+            Some(parent) => std::fs::read_dir(root.join(parent))
+                .unwrap()
+                .map(|e| format!("{parent}/{}", e.unwrap().file_name().to_string_lossy()))
+                .collect(),
+            None => vec![member.to_owned()],
+        };
+        binaries.extend(
+            dirs.into_iter()
+                .filter(|d| root.join(d).join("src/main.rs").exists()),
+        );
+    }
+    let template = template();
+    let deployed: BTreeSet<String> = functions(&template)
+        .iter()
+        .map(|(_, f)| {
+            let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+            format!("functions/{binary}")
+        })
+        .collect();
+    let stray: Vec<_> = binaries
+        .iter()
+        .filter(|d| !deployed.contains(*d) && !NOT_DEPLOYED.contains(&d.as_str()))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "binaries neither deployed by template.yaml nor listed as tools: {stray:?}"
+    );
+    assert!(binaries.iter().any(|d| d == "xtask/bench-floor"));
+}

@@ -3,6 +3,8 @@
 //! Everything a fresh machine lacks is brought here: the project-local Python venv (cargo-lambda,
 //! moto, cfn-lint), the interop test's npm packages, and PostgreSQL when none answers.
 
+mod bench;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -25,6 +27,9 @@ usage: cargo xtask <command>
   migrate                 apply migrations/ to $DATABASE_URL (or the local dev database)
   session EMAIL [--name NAME]
                           create a local user and Auth.js session and print its cookie
+  bench [--cold N] [--warm N] [--only a,b]
+                          time functions' release binaries under a Lambda Runtime API emulator
+                          against a hello-world floor and pgbench; writes docs/benchmarks.md
 ";
 
 /// The local dev database's name on a shared server.
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("migrate") => runtime.block_on(migrate_command()),
         Some("session") => runtime.block_on(session(&args[1..])),
+        Some("bench") => runtime.block_on(bench::bench(&args[1..])),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
