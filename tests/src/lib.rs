@@ -25,11 +25,13 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// A fresh database for one test, migrated, dropped when the test ends.
+/// A fresh database for one test, migrated, dropped when the test ends: by [`TestDb::drop_db`], or
+/// when the value is dropped (a test that panicked or returned early leaves nothing behind).
 pub struct TestDb {
     pub name: String,
     pub url: String,
     pub client: tokio_postgres::Client,
+    dropped: bool,
 }
 
 impl TestDb {
@@ -54,7 +56,12 @@ impl TestDb {
         shared::platform::db::migrations::run(&mut client)
             .await
             .expect("migrations apply");
-        TestDb { name, url, client }
+        TestDb {
+            name,
+            url,
+            client,
+            dropped: false,
+        }
     }
 
     /// Settings as a function would load them, pointed at this database.
@@ -62,16 +69,9 @@ impl TestDb {
         settings_with(&self.url, extra)
     }
 
-    pub async fn drop_db(self) {
-        drop(self.client);
-        let admin = connect(&admin_url()).await;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .expect("drop test database");
+    pub async fn drop_db(mut self) {
+        drop_database(&self.name).await;
+        self.dropped = true;
     }
 
     /// Inserts a user and a session expiring `expires_in_secs` from now (negative: already expired).
@@ -132,6 +132,35 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     shared::platform::db::connect(&config)
         .await
         .expect("test database connects")
+}
+
+async fn drop_database(name: &str) {
+    let admin = connect(&admin_url()).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("drop test database");
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop cannot await, and the test's own runtime may be the one unwinding: use a thread.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the drop")
+                .block_on(drop_database(&name));
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("could not drop test database {}", self.name);
+        }
+    }
 }
 
 /// A URL nothing listens on: the "database is down" case.
@@ -472,5 +501,45 @@ impl Api {
     /// What the proxy read from template.yaml.
     pub fn template(&self) -> &xtask::template::Template {
         &self.api.template
+    }
+}
+
+/// `Authorization` for a session token, as the API's bearer scheme takes it.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Lambda events in the shapes AWS sends, typed, for handlers under test.
+pub mod events {
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use serde_json::json;
+
+    /// One SQS record delivering `body` for the `receive_count`th time from `queue_arn`.
+    pub fn sqs_delivery(body: &str, receive_count: u32, queue_arn: &str) -> SqsEvent {
+        serde_json::from_value(json!({"Records": [{
+            "messageId": uuid::Uuid::new_v4().to_string(),
+            "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+            "body": body,
+            "attributes": {
+                "ApproximateReceiveCount": receive_count.to_string(),
+                "SentTimestamp": "1795316400000",
+                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                "ApproximateFirstReceiveTimestamp": "1795316400001"
+            },
+            "messageAttributes": {},
+            "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": shared::local::REGION
+        }]}))
+        .expect("an SQS event in AWS's shape")
+    }
+
+    /// An EventBridge `Schedule` invocation, as a scheduled function receives it.
+    pub fn scheduled() -> lambda_runtime::LambdaEvent<serde_json::Value> {
+        lambda_runtime::LambdaEvent::new(
+            shared::local::scheduled_event(),
+            lambda_runtime::Context::default(),
+        )
     }
 }

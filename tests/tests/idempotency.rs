@@ -209,11 +209,9 @@ async fn the_idempotency_sweeper_removes_expired_records_and_keeps_live_ones() {
         idem.complete(lease, &json!("done")).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let event = lambda_runtime::LambdaEvent::new(
-        shared::local::scheduled_event(),
-        lambda_runtime::Context::default(),
-    );
-    let report = idempotency_sweeper::handle(&long, event).await.unwrap();
+    let report = idempotency_sweeper::handle(&long, parley_tests::events::scheduled())
+        .await
+        .unwrap();
     assert_eq!(report["purged"], 1);
     assert!(matches!(
         long.claim("w", "later", &json!({}), 0).await.unwrap(),

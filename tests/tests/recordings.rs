@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use parley_tests::{Answer, Event, Moto, TestDb, borrow};
+use parley_tests::{Answer, Event, Moto, TestDb, bearer, borrow};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::recordings::Recordings;
@@ -44,10 +44,6 @@ async fn ctx(extra: &[(&str, &str)]) -> Ctx {
         recordings,
         _moto: moto,
     }
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
 }
 
 impl Ctx {

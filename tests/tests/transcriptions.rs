@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use parley_tests::{Answer, Event, Moto, TestDb, borrow};
+use parley_tests::{Answer, Event, Moto, TestDb, bearer, borrow, events};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::transcriptions::{TranscriptionWorker, Transcriptions};
@@ -79,10 +79,6 @@ async fn ctx_with(extra: &[(&str, &str)]) -> Ctx {
         bucket,
         _moto: moto,
     }
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
 }
 
 fn far_deadline() -> u64 {
@@ -312,23 +308,7 @@ impl Ctx {
 
     /// One SQS record delivering `body` for the `receive_count`th time.
     async fn deliver(&self, body: &Value, receive_count: u32) -> Vec<String> {
-        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
-            "messageId": Uuid::new_v4().to_string(),
-            "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-            "body": body.to_string(),
-            "attributes": {
-                "ApproximateReceiveCount": receive_count.to_string(),
-                "SentTimestamp": "1795316400000",
-                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                "ApproximateFirstReceiveTimestamp": "1795316400001"
-            },
-            "messageAttributes": {},
-            "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.route.queue_arn,
-            "awsRegion": "us-east-1"
-        }]}))
-        .unwrap();
+        let event = events::sqs_delivery(&body.to_string(), receive_count, &self.route.queue_arn);
         self.run_worker(event, far_deadline()).await
     }
 

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use parley_tests::{Answer, Event, Moto, TestDb, borrow};
+use parley_tests::{Answer, Event, Moto, TestDb, bearer, borrow, events};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::speech::OutputFormat;
@@ -68,10 +67,6 @@ async fn ctx(extra: &[(&str, &str)]) -> Ctx {
     }
 }
 
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
 impl Ctx {
     async fn create(&self, token: &str, body: Value, key: Option<&str>) -> Answer {
         let mut event = Event::new("POST", "/api/tts")
@@ -117,24 +112,12 @@ impl Ctx {
 
     /// A delivery whose Lambda deadline is `deadline_ms`.
     async fn deliver_by(&self, id: &str, receive_count: u32, deadline_ms: u64) -> Vec<String> {
-        let message_id = Uuid::new_v4().to_string();
-        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
-            "messageId": message_id,
-            "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-            "body": json!({"tts_id": id}).to_string(),
-            "attributes": {
-                "ApproximateReceiveCount": receive_count.to_string(),
-                "SentTimestamp": "1795316400000",
-                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                "ApproximateFirstReceiveTimestamp": "1795316400001"
-            },
-            "messageAttributes": {},
-            "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.route.queue_arn,
-            "awsRegion": "us-east-1"
-        }]}))
-        .unwrap();
+        let event = events::sqs_delivery(
+            &json!({"tts_id": id}).to_string(),
+            receive_count,
+            &self.route.queue_arn,
+        );
+        let message_id = event.records[0].message_id.clone().unwrap_or_default();
         let mut context = lambda_runtime::Context::default();
         context.deadline = deadline_ms;
         match tts_worker::handle(
