@@ -196,6 +196,16 @@ pub async fn query(
 }
 
 /// Builds the pool without connecting; the first `get` (or [`warm_up`]) opens a connection.
+/// One statement on a pooled connection: acquire it, run the statement (see [`query`]), give it back.
+pub async fn fetch(
+    pool: &Pool,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<Row>, DbError> {
+    let client = client(pool).await?;
+    Ok(query(&client, sql, params).await?)
+}
+
 pub fn pool(settings: &DatabaseSettings) -> Pool {
     STATEMENT_CACHE.store(settings.statement_cache, Ordering::Relaxed);
     let mut pg = settings.pg.clone();

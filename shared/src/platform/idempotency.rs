@@ -176,14 +176,12 @@ impl Idempotency {
 
     /// Drops records past their expiry (housekeeping; correctness never depends on it).
     pub async fn purge_expired(&self) -> Result<u64, IdempotencyError> {
-        let client = db::client(&self.pool).await?;
-        let rows = db::query(
-            &client,
+        let rows = db::fetch(
+            &self.pool,
             "DELETE FROM idempotency_records WHERE expires_at < now() RETURNING 1",
             &[],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         Ok(rows.len() as u64)
     }
 }

@@ -324,7 +324,7 @@ pub fn function_env(name: &str, database_url: &str) -> Vec<(String, String)> {
         ("_HANDLER", "bootstrap"),
         ("AWS_LAMBDA_FUNCTION_NAME", name),
         // template.yaml's Globals.Function.MemorySize.
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", &format!("/aws/lambda/{name}")),
         ("AWS_LAMBDA_LOG_STREAM_NAME", &stream),

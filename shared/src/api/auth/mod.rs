@@ -206,9 +206,8 @@ impl Sessions {
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
         let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
         let token = creds.token.ok_or(ApiError::Unauthenticated)?;
-        let client = db::client(&self.pool).await?;
-        let rows = db::query(
-            &client,
+        let rows = db::fetch(
+            &self.pool,
             RESOLVE_SQL,
             &[
                 (&token.expose(), Type::TEXT),
@@ -216,8 +215,7 @@ impl Sessions {
                 (&secs(self.settings.update_age), Type::FLOAT8),
             ],
         )
-        .await
-        .map_err(db::DbError::from)?;
+        .await?;
         let row = rows.first().ok_or(ApiError::Unauthenticated)?;
         Ok(Session {
             user: User {
@@ -239,14 +237,12 @@ impl Sessions {
     pub async fn sign_out(&self, headers: &HeaderMap) -> Result<Option<&'static str>, ApiError> {
         let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
         if let Some(token) = &creds.token {
-            let client = db::client(&self.pool).await?;
-            db::query(
-                &client,
+            db::fetch(
+                &self.pool,
                 r#"DELETE FROM sessions WHERE "sessionToken" = $1"#,
                 &[(&token.expose(), Type::TEXT)],
             )
-            .await
-            .map_err(db::DbError::from)?;
+            .await?;
         }
         Ok(match creds.source {
             TokenSource::Cookie(name) => Some(name),

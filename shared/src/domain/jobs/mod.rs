@@ -71,9 +71,8 @@ const STALE_SECS: f64 = 3600.0;
 impl JobTable {
     /// Marks a live job `failed` with a reason the owner may read.
     pub async fn fail(&self, pool: &DbPool, id: Uuid, reason: &str) -> Result<(), Retry> {
-        let client = db::client(pool).await?;
-        db::query(
-            &client,
+        db::fetch(
+            pool,
             &format!(
                 "UPDATE {} SET status = 'failed', error = $2{}, updated_at = now()
                      WHERE id = $1 AND status IN ('queued', 'processing')",
@@ -81,8 +80,7 @@ impl JobTable {
             ),
             &[(&id, Type::UUID), (&reason, Type::TEXT)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::ids::UserId;
+use crate::domain::owned::owned_row;
 use crate::domain::paging::{Cursors, Keyed, Page, Position};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbError, DbPool, Type};
@@ -291,14 +292,12 @@ impl Recordings {
     }
 
     async fn find(&self, owner: UserId, id: Uuid) -> Result<Recording, Error> {
-        let client = db::client(&self.db).await?;
-        let rows = db::query(&client,
-                &format!("SELECT {COLUMNS} FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'"),
-                &[(&id, Type::UUID), (&owner, Type::INT4)],
-            )
-            .await
-            .map_err(DbError::from)?;
-        rows.first().map(Recording::from_row).ok_or(Error::NotFound)
+        let sql = format!(
+            "SELECT {COLUMNS} FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'"
+        );
+        Ok(Recording::from_row(
+            &owned_row(&self.db, &sql, id, owner).await?,
+        ))
     }
 
     async fn set_status(
@@ -442,17 +441,14 @@ impl Recordings {
     /// Marks the row deleted, removes the object, then the row. If R2 fails the row stays marked
     /// `deleted` (invisible to the owner) and the sweeper, or a repeated DELETE, finishes the job.
     pub async fn delete(&self, owner: UserId, id: Uuid) -> Result<(), Error> {
-        let client = db::client(&self.db).await?;
-        let rows = db::query(
-            &client,
+        let rows = db::fetch(
+            &self.db,
             "UPDATE recordings SET status = 'deleted', updated_at = now()
                  WHERE id = $1 AND owner_id = $2 RETURNING object_key",
             &[(&id, Type::UUID), (&owner, Type::INT4)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         let key: String = rows.first().ok_or(Error::NotFound)?.get(0);
-        drop(client);
         self.finish_deletion(id, &key).await.map_err(Error::from)
     }
 

@@ -12,6 +12,7 @@ use super::{NewTts, OutputFormat, VoiceSettings};
 use crate::domain::Error;
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
+use crate::domain::owned::owned_row;
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
 use crate::platform::idempotency::{Claim, Idempotency, IdempotencyError};
@@ -115,9 +116,8 @@ impl TtsJobs {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let characters = i32::try_from(request.characters)
             .map_err(|_| Error::Internal("character count overflow".into()))?;
-        let client = db::client(&self.db).await?;
-        let rows = db::query(
-            &client,
+        let rows = db::fetch(
+            &self.db,
             &format!(
                 "INSERT INTO tts_jobs (id, owner_id, status, text, characters, voice_id, model_id,
                                            output_format, voice_settings, content_type)
@@ -136,10 +136,8 @@ impl TtsJobs {
                 (&request.output_format.content_type(), Type::TEXT),
             ],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         let tts = Tts::from_row(rows.first().ok_or(Error::Internal("no row".into()))?);
-        drop(client);
         queue
             .send_and_mark(&self.db, TABLE.mark_sent, id, &TtsJob { tts_id: id })
             .await;
@@ -148,16 +146,8 @@ impl TtsJobs {
 
     /// The owner's job, with a presigned link to the audio once it is there.
     pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Tts, Error> {
-        let client = db::client(&self.db).await?;
-        let rows = db::query(
-            &client,
-            &format!("SELECT {COLUMNS} FROM tts_jobs WHERE id = $1 AND owner_id = $2"),
-            &[(&id, Type::UUID), (&owner, Type::INT4)],
-        )
-        .await
-        .map_err(DbError::from)?;
-        let mut tts = rows.first().map(Tts::from_row).ok_or(Error::NotFound)?;
-        drop(client);
+        let sql = format!("SELECT {COLUMNS} FROM tts_jobs WHERE id = $1 AND owner_id = $2");
+        let mut tts = Tts::from_row(&owned_row(&self.db, &sql, id, owner).await?);
         if let (Status::Completed, Some(key)) = (tts.status, tts.object_key.as_deref()) {
             let format = OutputFormat::parse(&tts.output_format);
             let extension = format.map_or("bin", |f| f.extension());
@@ -270,9 +260,8 @@ impl TtsWorker {
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
-        let client = db::client(&self.db).await?;
-        let rows = db::query(
-            &client,
+        let rows = db::fetch(
+            &self.db,
             "SELECT status, owner_id, text, voice_id, model_id, output_format, voice_settings,
                         synth_started_at IS NOT NULL
                  FROM tts_jobs WHERE id = $1",

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
+use crate::domain::owned::owned_row;
 use crate::domain::paging::{Cursors, Keyed, Page, Position};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbError, DbPool, Type};
@@ -316,17 +317,11 @@ impl Transcriptions {
     }
 
     pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Transcription, Error> {
-        let client = db::client(&self.db).await?;
-        let rows = db::query(
-            &client,
-            &format!("SELECT {FULL_COLUMNS} FROM transcriptions WHERE id = $1 AND owner_id = $2"),
-            &[(&id, Type::UUID), (&owner, Type::INT4)],
-        )
-        .await
-        .map_err(DbError::from)?;
-        rows.first()
-            .map(Transcription::from_row)
-            .ok_or(Error::NotFound)
+        let sql =
+            format!("SELECT {FULL_COLUMNS} FROM transcriptions WHERE id = $1 AND owner_id = $2");
+        Ok(Transcription::from_row(
+            &owned_row(&self.db, &sql, id, owner).await?,
+        ))
     }
 
     /// A recording's transcriptions, newest first. An unknown or foreign recording is a 404.
@@ -408,15 +403,12 @@ pub async fn accept_callback(
     secret: &[u8],
     hint: Option<String>,
 ) -> Result<CallbackOutcome, CallbackError> {
-    let client = db::client(db).await?;
-    let rows = db::query(
-        &client,
+    let rows = db::fetch(
+        db,
         "SELECT webhook_secret, status FROM transcriptions WHERE id = $1",
         &[(&transcription_id, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?;
-    drop(client);
+    .await?;
     // Compare against a stand-in when there is no row, so timing does not reveal which ids exist.
     let (expected, status) = match rows.first() {
         Some(row) => (row.get::<_, String>(0), Some(Status::parse(row.get(1)))),
@@ -637,18 +629,15 @@ impl TranscriptionWorker {
             }
         };
         // The checkpoint: from here on this job is never submitted by anyone else.
-        let client = db::client(&self.db).await?;
-        let claimed = db::query(
-            &client,
+        let claimed = db::fetch(
+            &self.db,
             "UPDATE transcriptions SET submit_started_at = now(), updated_at = now()
                  WHERE id = $1 AND status = 'queued' AND submit_started_at IS NULL
                    AND vendor_transcript_id IS NULL
                  RETURNING 1",
             &[(&id, Type::UUID)],
         )
-        .await
-        .map_err(DbError::from)?;
-        drop(client);
+        .await?;
         if claimed.is_empty() {
             self.idempotency.release(lease).await?;
             return Ok(Advance::AlreadyFinal);
@@ -820,28 +809,24 @@ impl TranscriptionWorker {
     }
 
     async fn undo_checkpoint(&self, id: Uuid) -> Result<(), Retry> {
-        let client = db::client(&self.db).await?;
-        db::query(
-            &client,
+        db::fetch(
+            &self.db,
             "UPDATE transcriptions SET submit_started_at = NULL, updated_at = now()
                  WHERE id = $1 AND vendor_transcript_id IS NULL",
             &[(&id, Type::UUID)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         Ok(())
     }
 
     async fn mark_processing(&self, id: Uuid) -> Result<(), Retry> {
-        let client = db::client(&self.db).await?;
-        db::query(
-            &client,
+        db::fetch(
+            &self.db,
             "UPDATE transcriptions SET status = 'processing', updated_at = now()
                  WHERE id = $1 AND status = 'queued'",
             &[(&id, Type::UUID)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         Ok(())
     }
 

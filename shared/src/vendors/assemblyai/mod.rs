@@ -195,6 +195,24 @@ impl AssemblyAi {
         }
     }
 
+    /// An authorized GET (safe to repeat) whose JSON answer is at most `limit` bytes.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        limit: usize,
+        deadline_ms: u64,
+    ) -> Result<T, VendorError> {
+        let response = self
+            .client
+            .send(
+                |http| http.get(url).header("authorization", self.client.key()),
+                Replay::Safe,
+                deadline_ms,
+            )
+            .await?;
+        self.client.json(response, limit).await
+    }
+
     pub fn with_client(mut self, f: impl FnOnce(VendorClient) -> VendorClient) -> AssemblyAi {
         self.client = f(self.client);
         self
@@ -235,15 +253,7 @@ impl AssemblyAi {
             });
         }
         let url = format!("{}/v2/transcript/{id}", self.base_url);
-        let response = self
-            .client
-            .send(
-                |http| http.get(&url).header("authorization", self.client.key()),
-                Replay::Safe,
-                deadline_ms,
-            )
-            .await?;
-        let transcript: Transcript = self.client.json(response, TRANSCRIPT_LIMIT).await?;
+        let transcript: Transcript = self.get_json(&url, TRANSCRIPT_LIMIT, deadline_ms).await?;
         if transcript.id != id {
             return Err(VendorError::InvalidResponse {
                 vendor: VENDOR,
@@ -263,21 +273,13 @@ impl AssemblyAi {
             "{}/v3/token?expires_in_seconds={expires_in_seconds}",
             self.streaming_base_url
         );
-        let response = self
-            .client
-            .send(
-                |http| http.get(&url).header("authorization", self.client.key()),
-                Replay::Safe,
-                deadline_ms,
-            )
-            .await?;
         #[derive(Deserialize)]
         struct TokenBody {
             token: String,
             #[serde(default)]
             expires_in_seconds: Option<u32>,
         }
-        let body: TokenBody = self.client.json(response, 64 * 1024).await?;
+        let body: TokenBody = self.get_json(&url, 64 * 1024, deadline_ms).await?;
         if body.token.is_empty() || body.token.len() > 4096 {
             return Err(VendorError::InvalidResponse {
                 vendor: VENDOR,
