@@ -143,6 +143,57 @@ pub fn silent_mp3(seconds: f64, sample_rate: u32, kbps: u32) -> Option<Vec<u8>> 
     Some(out)
 }
 
+/// Opus's standard pre-skip (6.5 ms at 48 kHz), which decoders drop from the start.
+#[cfg(feature = "local")]
+const OPUS_PRE_SKIP: u16 = 312;
+/// One 20 ms CELT frame that decodes as silence (TOC 0xF8: fullband, mono, one frame).
+#[cfg(feature = "local")]
+const OPUS_SILENT_FRAME: [u8; 3] = [0xF8, 0xFF, 0xFE];
+
+/// An Ogg Opus stream (RFC 7845) of `seconds` of silence: real Opus with no encoder bundled.
+#[cfg(feature = "local")]
+pub fn silent_ogg_opus(seconds: f64) -> Vec<u8> {
+    use ogg::writing::{PacketWriteEndInfo, PacketWriter};
+    const SERIAL: u32 = 0x5041_524C;
+    let frames = (seconds * 50.0).ceil().max(1.0) as u64;
+    let mut head = b"OpusHead".to_vec();
+    head.push(1); // version
+    head.push(1); // channels
+    head.extend_from_slice(&OPUS_PRE_SKIP.to_le_bytes());
+    head.extend_from_slice(&48_000u32.to_le_bytes()); // the input's rate, for information
+    head.extend_from_slice(&0i16.to_le_bytes()); // output gain
+    head.push(0); // mapping family 0: mono or stereo, no table
+    let vendor = b"parley sandbox";
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+    tags.extend_from_slice(vendor);
+    tags.extend_from_slice(&0u32.to_le_bytes()); // no comments
+    let mut writer = PacketWriter::new(Vec::new());
+    // Writing to a Vec cannot fail; the headers each end their page, as RFC 7845 requires.
+    let mut write = |packet: Vec<u8>, end: PacketWriteEndInfo, granule: u64| {
+        writer
+            .write_packet(packet, SERIAL, end, granule)
+            .expect("writing to memory")
+    };
+    write(head, PacketWriteEndInfo::EndPage, 0);
+    write(tags, PacketWriteEndInfo::EndPage, 0);
+    for i in 1..=frames {
+        let end = if i == frames {
+            PacketWriteEndInfo::EndStream
+        } else if i % 50 == 0 {
+            PacketWriteEndInfo::EndPage
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        write(
+            OPUS_SILENT_FRAME.to_vec(),
+            end,
+            u64::from(OPUS_PRE_SKIP) + i * 960,
+        );
+    }
+    writer.into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +257,31 @@ mod tests {
         info[14..18].copy_from_slice(&88_200u32.to_be_bytes());
         head.extend_from_slice(&info);
         assert_eq!(duration_seconds("flac", &head), Some(2.0));
+    }
+
+    #[cfg(feature = "local")]
+    #[test]
+    fn silent_opus_is_a_valid_ogg_opus_stream_of_the_asked_length() {
+        let bytes = silent_ogg_opus(2.5);
+        assert!(matches("opus", &bytes));
+        // The reader checks every page's CRC and the packet boundaries.
+        let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(bytes));
+        let head = reader.read_packet_expected().unwrap();
+        assert!(head.data.starts_with(b"OpusHead") && head.data.len() == 19);
+        assert!(head.first_in_stream() && head.last_in_page());
+        let tags = reader.read_packet_expected().unwrap();
+        assert!(tags.data.starts_with(b"OpusTags") && tags.last_in_page());
+        let mut frames = 0u64;
+        let mut last = None;
+        while let Some(packet) = reader.read_packet().unwrap() {
+            assert_eq!(packet.data, OPUS_SILENT_FRAME);
+            frames += 1;
+            last = Some(packet);
+        }
+        let last = last.unwrap();
+        assert_eq!(frames, 125);
+        assert!(last.last_in_stream());
+        let seconds = (last.absgp_page() - u64::from(OPUS_PRE_SKIP)) as f64 / 48_000.0;
+        assert_eq!(seconds, 2.5);
     }
 }

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::platform::http_client::{Replay, VendorClient, VendorError, VendorMessage};
 pub mod config;
+#[cfg(feature = "local")]
+pub mod sandbox;
 
 use config::AssemblyAiSettings;
 

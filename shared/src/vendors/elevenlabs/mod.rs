@@ -13,6 +13,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub mod config;
+#[cfg(feature = "local")]
+pub mod sandbox;
 pub mod wire;
 
 use config::ElevenLabsSettings;

@@ -1,0 +1,123 @@
+//! ElevenLabs' keyless stand-in (feature `local`): `POST /v1/text-to-speech/{voice_id}` answers
+//! with real audio of the asked `output_format`, as long as slow speech of the text would last.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The routes to mount on the sandbox server.
+pub fn routes() -> Router {
+    Router::new().route("/v1/text-to-speech/{voice_id}", post(text_to_speech))
+}
+
+fn key_present(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty())
+}
+
+fn elevenlabs_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "detail": { "status": code, "message": message } })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct TtsQuery {
+    output_format: Option<String>,
+}
+
+async fn text_to_speech(
+    Path(voice_id): Path<String>,
+    Query(q): Query<TtsQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !key_present(&headers, "xi-api-key") {
+        return elevenlabs_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Invalid API key",
+        );
+    }
+    if voice_id.is_empty() || !voice_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return elevenlabs_error(
+            StatusCode::NOT_FOUND,
+            "voice_not_found",
+            "A voice with the voice_id was not found.",
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return elevenlabs_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Invalid JSON body",
+        );
+    };
+    let Some(text) = request["text"].as_str().filter(|t| !t.is_empty()) else {
+        return elevenlabs_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "text is required",
+        );
+    };
+    let characters = text.chars().count();
+    let model = request["model_id"]
+        .as_str()
+        .unwrap_or("eleven_multilingual_v2");
+    if characters > super::wire::character_limit(model).unwrap_or(10_000) {
+        return elevenlabs_error(
+            StatusCode::BAD_REQUEST,
+            "max_character_limit_exceeded",
+            "Text exceeds the model's character limit.",
+        );
+    }
+    let format = q.output_format.as_deref().unwrap_or("mp3_44100_128");
+    let Some(spec) = super::wire::OutputFormat::parse(format) else {
+        return elevenlabs_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_output_format",
+            "Unsupported output_format.",
+        );
+    };
+    // Roughly 14 characters a second, like unhurried speech, and at least half a second.
+    let seconds = (characters as f64 / 14.0).clamp(0.5, 120.0);
+    let audio = match spec.codec {
+        super::wire::Codec::Opus => crate::platform::audio::silent_ogg_opus(seconds),
+        _ => match super::wire::synthetic_audio(spec, seconds) {
+            Some(audio) => audio,
+            None => {
+                return elevenlabs_error(
+                    StatusCode::BAD_REQUEST,
+                    "sandbox_unsupported_format",
+                    "The sandbox cannot produce this format.",
+                );
+            }
+        },
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, spec.content_type().to_owned()),
+            (
+                header::HeaderName::from_static("request-id"),
+                uuid::Uuid::new_v4().simple().to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-character-count"),
+                characters.to_string(),
+            ),
+        ],
+        audio,
+    )
+        .into_response()
+}
