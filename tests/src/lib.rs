@@ -543,3 +543,104 @@ pub mod events {
         )
     }
 }
+
+/// Everything a handler or worker test runs against, built one way for every test file: a fresh
+/// database, moto (its bucket as R2, and a queue when asked), a wiremock server standing in for a
+/// vendor when asked, and the `App` a function would build from that environment.
+pub struct TestStack {
+    pub db: TestDb,
+    pub app: shared::App,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The queue the stack was built with (see [`TestStackBuilder::queue`]).
+    pub queue: Option<shared::local::Route>,
+    /// The vendor stand-in (see [`TestStackBuilder::vendor`]); assert on the requests it receives.
+    pub vendor: wiremock::MockServer,
+    pub bucket: String,
+    pub moto: Moto,
+}
+
+pub struct TestStackBuilder {
+    function: &'static str,
+    queue: Option<(&'static str, &'static str, &'static str)>,
+    vendor_urls: Vec<&'static str>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl TestStack {
+    /// A stack for `function` (the name its log lines carry).
+    pub fn builder(function: &'static str) -> TestStackBuilder {
+        TestStackBuilder {
+            function,
+            queue: None,
+            vendor_urls: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl TestStackBuilder {
+    /// A fresh moto queue (with its DLQ) fed to `worker`, its URL given in `variable`.
+    pub fn queue(
+        mut self,
+        prefix: &'static str,
+        worker: &'static str,
+        variable: &'static str,
+    ) -> Self {
+        self.queue = Some((prefix, worker, variable));
+        self
+    }
+
+    /// Points each of these base-URL variables at the wiremock vendor.
+    pub fn vendor(mut self, base_url_variables: &[&'static str]) -> Self {
+        self.vendor_urls.extend_from_slice(base_url_variables);
+        self
+    }
+
+    pub fn env(mut self, pairs: &[(&'static str, &str)]) -> Self {
+        self.env
+            .extend(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        self
+    }
+
+    pub async fn build(self) -> TestStack {
+        let moto = Moto::start().await;
+        let vendor = wiremock::MockServer::start().await;
+        let sqs = shared::local::sqs_client(&moto.endpoint);
+        let db = TestDb::create().await;
+        let mut env = moto.bucket_env().await;
+        let bucket = env
+            .iter()
+            .find(|(k, _)| *k == "R2_BUCKET_NAME")
+            .expect("moto's bucket")
+            .1
+            .clone();
+        let queue = match self.queue {
+            Some((prefix, worker, variable)) => {
+                let name = format!(
+                    "{prefix}-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..10]
+                );
+                let route = shared::local::ensure_queue(&sqs, &name, worker, 1, 5)
+                    .await
+                    .expect("queue created");
+                env.push((variable, route.queue_url.clone()));
+                Some(route)
+            }
+            None => None,
+        };
+        for variable in self.vendor_urls {
+            env.push((variable, vendor.uri()));
+        }
+        env.extend(self.env);
+        let app = shared::App::from_settings(self.function, db.settings(&borrow(&env)));
+        TestStack {
+            db,
+            app,
+            sqs,
+            queue,
+            vendor,
+            bucket,
+            moto,
+        }
+    }
+}

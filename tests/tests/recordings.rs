@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use parley_tests::{Answer, Event, Moto, TestDb, bearer, borrow};
+use parley_tests::{Answer, Event, Moto, TestDb, TestStack, bearer};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::recordings::Recordings;
@@ -30,13 +30,8 @@ impl Ctx {
     }
 }
 
-async fn ctx(extra: &[(&str, &str)]) -> Ctx {
-    let moto = Moto::start().await;
-    let db = TestDb::create().await;
-    let owned = moto.bucket_env().await;
-    let mut env = borrow(&owned);
-    env.extend_from_slice(extra);
-    let app = App::from_settings("recordings", db.settings(&env));
+async fn ctx(extra: &[(&'static str, &str)]) -> Ctx {
+    let TestStack { db, app, moto, .. } = TestStack::builder("recordings").env(extra).build().await;
     let recordings = app.recordings().expect("storage configured");
     Ctx {
         db,

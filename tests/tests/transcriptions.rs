@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use parley_tests::{Answer, Event, Moto, TestDb, bearer, borrow, events};
+use parley_tests::{Answer, Event, Moto, TestDb, TestStack, bearer, events};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::transcriptions::{TranscriptionWorker, Transcriptions};
@@ -33,39 +33,27 @@ async fn ctx() -> Ctx {
     ctx_with(&[]).await
 }
 
-async fn ctx_with(extra: &[(&str, &str)]) -> Ctx {
-    let moto = Moto::start().await;
-    let vendor = MockServer::start().await;
-    let sqs = local::sqs_client(&moto.endpoint);
-    let route = local::ensure_queue(
-        &sqs,
-        &format!("t-{}", &Uuid::new_v4().simple().to_string()[..10]),
-        "transcription-worker",
-        1,
-        5,
-    )
-    .await
-    .unwrap();
-    let db = TestDb::create().await;
-    let owned = moto.bucket_env().await;
-    let bucket = owned
-        .iter()
-        .find(|(k, _)| *k == "R2_BUCKET_NAME")
-        .unwrap()
-        .1
-        .clone();
-    let mut env = borrow(&owned);
-    let uri = vendor.uri();
-    env.extend_from_slice(&[
-        ("ASSEMBLYAI_API_KEY", KEY),
-        ("ASSEMBLYAI_BASE_URL", uri.as_str()),
-        ("ASSEMBLYAI_STREAMING_BASE_URL", uri.as_str()),
-        ("BACKEND_URL", BACKEND),
-        ("TRANSCRIPTION_QUEUE_URL", route.queue_url.as_str()),
-        ("VENDOR_TIMEOUT_MS", "1000"),
-    ]);
-    env.extend_from_slice(extra);
-    let app = App::from_settings("transcriptions", db.settings(&env));
+async fn ctx_with(extra: &[(&'static str, &str)]) -> Ctx {
+    let TestStack {
+        db,
+        app,
+        sqs,
+        queue,
+        vendor,
+        bucket,
+        moto,
+    } = TestStack::builder("transcriptions")
+        .queue("t", "transcription-worker", "TRANSCRIPTION_QUEUE_URL")
+        .vendor(&["ASSEMBLYAI_BASE_URL", "ASSEMBLYAI_STREAMING_BASE_URL"])
+        .env(&[
+            ("ASSEMBLYAI_API_KEY", KEY),
+            ("BACKEND_URL", BACKEND),
+            ("VENDOR_TIMEOUT_MS", "1000"),
+        ])
+        .env(extra)
+        .build()
+        .await;
+    let route = queue.expect("built with a queue");
     let transcriptions = app.transcriptions(sqs.clone()).unwrap();
     let worker = app.transcription_worker(sqs.clone()).unwrap();
     Ctx {

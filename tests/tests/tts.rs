@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use parley_tests::{Answer, Event, Moto, TestDb, bearer, borrow, events};
+use parley_tests::{Answer, Event, Moto, TestDb, TestStack, bearer, events};
 use serde_json::{Value, json};
 use shared::App;
 use shared::domain::speech::OutputFormat;
 use shared::domain::speech::jobs::TtsJob;
 use shared::domain::speech::jobs::{Advance, SYNTH_SCOPE, TtsJobs, TtsWorker};
-use shared::local::{self, Route};
+use shared::local::Route;
 use shared::platform::idempotency::Claim;
 use shared::platform::queue::Delivery;
 use shared::platform::storage::Storage;
@@ -30,30 +30,23 @@ struct Ctx {
     _moto: Moto,
 }
 
-async fn ctx(extra: &[(&str, &str)]) -> Ctx {
-    let moto = Moto::start().await;
-    let vendor = MockServer::start().await;
-    let sqs = local::sqs_client(&moto.endpoint);
-    let route = local::ensure_queue(
-        &sqs,
-        &format!("tts-{}", &Uuid::new_v4().simple().to_string()[..10]),
-        "tts-worker",
-        1,
-        5,
-    )
-    .await
-    .unwrap();
-    let db = TestDb::create().await;
-    let owned = moto.bucket_env().await;
-    let mut env = borrow(&owned);
-    let uri = vendor.uri();
-    env.extend_from_slice(&[
-        ("ELEVENLABS_API_KEY", KEY),
-        ("ELEVENLABS_BASE_URL", uri.as_str()),
-        ("TTS_QUEUE_URL", route.queue_url.as_str()),
-    ]);
-    env.extend_from_slice(extra);
-    let app = App::from_settings("tts", db.settings(&env));
+async fn ctx(extra: &[(&'static str, &str)]) -> Ctx {
+    let TestStack {
+        db,
+        app,
+        sqs,
+        queue,
+        vendor,
+        moto,
+        ..
+    } = TestStack::builder("tts")
+        .queue("tts", "tts-worker", "TTS_QUEUE_URL")
+        .vendor(&["ELEVENLABS_BASE_URL"])
+        .env(&[("ELEVENLABS_API_KEY", KEY)])
+        .env(extra)
+        .build()
+        .await;
+    let route = queue.expect("built with a queue");
     let jobs = app.tts_jobs(sqs.clone()).unwrap();
     let worker = app.tts_worker(sqs.clone()).unwrap();
     Ctx {
