@@ -136,14 +136,14 @@ impl App {
         }
         let elevenlabs = self.settings.require_elevenlabs()?;
         let http = crate::platform::http_client::http_client(elevenlabs.timeout);
-        Ok(TtsWorker::new(
-            self.db.clone(),
-            Storage::new(self.settings.require_storage()?),
-            ElevenLabs::new(elevenlabs, http),
-            self.idempotency.clone(),
-            JobQueue::new(sqs, self.settings.require_tts_queue()?),
-            self.settings.queues.max_receive_count,
-        ))
+        Ok(TtsWorker {
+            db: self.db.clone(),
+            storage: Storage::new(self.settings.require_storage()?),
+            vendor: ElevenLabs::new(elevenlabs, http),
+            idempotency: self.idempotency.clone(),
+            queue: JobQueue::new(sqs, self.settings.require_tts_queue()?),
+            max_receive_count: self.settings.queues.max_receive_count,
+        })
     }
 
     pub fn from_settings(function: &'static str, settings: Settings) -> App {

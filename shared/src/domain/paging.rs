@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::ids::UserId;
 use crate::domain::{Error, FieldError};
+use crate::platform::db::{self, DbPool, Row, ToSql, Type};
 
 type HmacSha256 = Hmac<Sha256>;
 const TAG_LEN: usize = 16;
@@ -95,6 +96,33 @@ impl Cursors {
             )])
         })?;
         Ok((Some(position.created_at), Some(position.id)))
+    }
+
+    /// One page of the rows `sql` selects newest first after a position: `params` are its leading
+    /// parameters, then come the cursor's `created_at` and `id` and the `LIMIT` (one more than
+    /// `limit`, to tell whether more remain), so `sql` ends with
+    /// `AND ($n::timestamptz IS NULL OR (created_at, id) < ($n, $n+1)) ORDER BY created_at DESC, id DESC LIMIT $n+2`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch_page<T: Keyed>(
+        &self,
+        pool: &DbPool,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+        owner: UserId,
+        cursor: Option<&str>,
+        limit: i64,
+        from_row: fn(&Row) -> T,
+    ) -> Result<Page<T>, Error> {
+        let (after_at, after_id) = self.after(owner, cursor)?;
+        let fetch = limit + 1;
+        let mut all: Vec<(&(dyn ToSql + Sync), Type)> = params.to_vec();
+        all.extend([
+            (&after_at as &(dyn ToSql + Sync), Type::TIMESTAMPTZ),
+            (&after_id, Type::UUID),
+            (&fetch, Type::INT8),
+        ]);
+        let rows = db::fetch(pool, sql, &all).await?;
+        Ok(self.page_of(owner, rows.iter().map(from_row).collect(), limit))
     }
 
     /// One page of a listing fetched with `LIMIT limit + 1`, keyed by each row's position.

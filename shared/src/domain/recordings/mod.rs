@@ -387,28 +387,23 @@ impl Recordings {
         limit: i64,
         cursor: Option<&str>,
     ) -> Result<Page<Recording>, Error> {
-        let (after_at, after_id) = self.cursors.after(owner, cursor)?;
-        let client = db::client(&self.db).await?;
-        let fetch = limit + 1;
-        let rows = db::query(
-            &client,
-            &format!(
-                "SELECT {COLUMNS} FROM recordings
-                     WHERE owner_id = $1 AND status <> 'deleted'
-                       AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-            ),
-            &[
-                (&owner, Type::INT4),
-                (&after_at, Type::TIMESTAMPTZ),
-                (&after_id, Type::UUID),
-                (&fetch, Type::INT8),
-            ],
-        )
-        .await
-        .map_err(DbError::from)?;
-        let rows: Vec<Recording> = rows.iter().map(Recording::from_row).collect();
-        Ok(self.cursors.page_of(owner, rows, limit))
+        let sql = format!(
+            "SELECT {COLUMNS} FROM recordings
+             WHERE owner_id = $1 AND status <> 'deleted'
+               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        self.cursors
+            .fetch_page(
+                &self.db,
+                &sql,
+                &[(&owner, Type::INT4)],
+                owner,
+                cursor,
+                limit,
+                Recording::from_row,
+            )
+            .await
     }
 
     /// The recording with a presigned download, as an attachment.

@@ -214,33 +214,16 @@ pub fn audio_key(owner: UserId, id: Uuid, format: OutputFormat) -> String {
 /// The worker and its reconciler.
 #[derive(Debug, Clone)]
 pub struct TtsWorker {
-    db: DbPool,
-    storage: Storage,
-    vendor: ElevenLabs,
-    idempotency: Idempotency,
-    queue: JobQueue,
-    max_receive_count: u32,
+    pub db: DbPool,
+    pub storage: Storage,
+    pub vendor: ElevenLabs,
+    pub idempotency: Idempotency,
+    pub queue: JobQueue,
+    /// The queue's `maxReceiveCount`: the delivery on which a failing job is marked failed.
+    pub max_receive_count: u32,
 }
 
 impl TtsWorker {
-    pub fn new(
-        db: DbPool,
-        storage: Storage,
-        vendor: ElevenLabs,
-        idempotency: Idempotency,
-        queue: JobQueue,
-        max_receive_count: u32,
-    ) -> Self {
-        TtsWorker {
-            db,
-            storage,
-            vendor,
-            idempotency,
-            queue,
-            max_receive_count,
-        }
-    }
-
     pub async fn process(
         &self,
         job: &TtsJob,

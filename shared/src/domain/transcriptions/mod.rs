@@ -332,39 +332,32 @@ impl Transcriptions {
         limit: i64,
         cursor: Option<&str>,
     ) -> Result<Page<Summary>, Error> {
-        let (after_at, after_id) = self.cursors.after(owner, cursor)?;
-        let client = db::client(&self.db).await?;
-        let owned = db::query(
-            &client,
+        let owned = db::fetch(
+            &self.db,
             "SELECT 1 FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'",
             &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         if owned.is_empty() {
             return Err(Error::NotFound);
         }
-        let fetch = limit + 1;
-        let rows = db::query(
-            &client,
-            &format!(
-                "SELECT {SUMMARY_COLUMNS} FROM transcriptions
-                     WHERE recording_id = $1 AND owner_id = $2
-                       AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-                     ORDER BY created_at DESC, id DESC LIMIT $5"
-            ),
-            &[
-                (&recording_id, Type::UUID),
-                (&owner, Type::INT4),
-                (&after_at, Type::TIMESTAMPTZ),
-                (&after_id, Type::UUID),
-                (&fetch, Type::INT8),
-            ],
-        )
-        .await
-        .map_err(DbError::from)?;
-        let rows: Vec<Summary> = rows.iter().map(Summary::from_row).collect();
-        Ok(self.cursors.page_of(owner, rows, limit))
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM transcriptions
+             WHERE recording_id = $1 AND owner_id = $2
+               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        );
+        self.cursors
+            .fetch_page(
+                &self.db,
+                &sql,
+                &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
+                owner,
+                cursor,
+                limit,
+                Summary::from_row,
+            )
+            .await
     }
 }
 
