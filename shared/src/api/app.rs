@@ -94,16 +94,16 @@ impl App {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
-        Ok(TranscriptionWorker::new(
-            self.db.clone(),
-            Storage::new(self.settings.require_storage()?),
-            self.assemblyai()?,
-            self.idempotency.clone(),
-            JobQueue::new(sqs, self.settings.require_transcription_queue()?),
-            self.settings.require_backend_url()?.to_owned(),
-            self.settings.transcription,
-            self.settings.queues.max_receive_count,
-        ))
+        Ok(TranscriptionWorker {
+            db: self.db.clone(),
+            storage: Storage::new(self.settings.require_storage()?),
+            vendor: self.assemblyai()?,
+            idempotency: self.idempotency.clone(),
+            queue: JobQueue::new(sqs, self.settings.require_transcription_queue()?),
+            backend_url: self.settings.require_backend_url()?.to_owned(),
+            settings: self.settings.transcription,
+            max_receive_count: self.settings.queues.max_receive_count,
+        })
     }
 
     /// The API side of speech jobs: R2 for the audio links, and the queue.

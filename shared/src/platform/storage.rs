@@ -226,6 +226,13 @@ impl Storage {
         Ok(to_presigned(&request))
     }
 
+    fn get_object(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        self.client.get_object().bucket(&self.bucket).key(key)
+    }
+
     /// A GET that downloads as an attachment named `file_name`.
     pub async fn presign_get(
         &self,
@@ -235,10 +242,7 @@ impl Storage {
         expires_in: Duration,
     ) -> Result<Presigned, StorageError> {
         let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .get_object(key)
             .response_content_disposition(attachment(file_name))
             .response_content_type(content_type)
             .presigned(presigning(expires_in)?)
@@ -254,10 +258,7 @@ impl Storage {
         expires_in: Duration,
     ) -> Result<Presigned, StorageError> {
         let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .get_object(key)
             .presigned(presigning(expires_in)?)
             .await
             .map_err(classify)?;

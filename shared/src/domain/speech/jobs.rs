@@ -178,6 +178,9 @@ pub struct TtsJob {
     pub tts_id: Uuid,
 }
 
+/// Why a delivery left a job alone: another one holds its synthesis lease.
+const SYNTHESIZING_ELSEWHERE: &str = "another delivery is synthesizing this job";
+
 const TABLE: JobTable = JobTable {
     name: "tts_jobs",
     mark_sent: "UPDATE tts_jobs SET message_sent_at = now(), updated_at = now() WHERE id = $1",
@@ -232,14 +235,10 @@ impl TtsWorker {
     ) -> Result<Advance, Retry> {
         // A held lease is never failed, even on the last delivery: that could discard audio
         // being paid for now.
-        jobs::settle(
-            self.advance(job.tts_id, deadline_ms).await,
-            delivery,
-            self.max_receive_count,
-            "another delivery is synthesizing this job",
-            |reason| async move { self.fail(job.tts_id, &reason).await },
-        )
-        .await
+        let outcome = self.advance(job.tts_id, deadline_ms).await;
+        let fail = |reason: String| async move { self.fail(job.tts_id, &reason).await };
+        let last = self.max_receive_count;
+        jobs::settle(outcome, delivery, last, SYNTHESIZING_ELSEWHERE, fail).await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {

@@ -49,6 +49,9 @@ pub struct TranscriptionJob {
 
 pub mod config;
 
+/// Why a delivery left a job alone: another one holds its submission lease.
+const SUBMITTING_ELSEWHERE: &str = "another delivery is submitting this job";
+
 const TABLE: JobTable = JobTable {
     name: "transcriptions",
     mark_sent: "UPDATE transcriptions SET message_sent_at = now(), updated_at = now() WHERE id = $1",
@@ -58,27 +61,16 @@ const TABLE: JobTable = JobTable {
     resend_stale_processing: false,
 };
 
-/// A transcription as `GET /api/transcriptions/{id}` shows it.
+/// A transcription as `GET /api/transcriptions/{id}` shows it: its summary and its content.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transcription {
-    pub id: Uuid,
-    pub recording_id: Uuid,
-    pub status: Status,
+    #[serde(flatten)]
+    pub summary: Summary,
     pub text: Option<String>,
     pub utterances: Vec<assemblyai::Utterance>,
     pub words: Vec<assemblyai::Word>,
-    pub language_code: Option<String>,
-    pub audio_duration_seconds: Option<f64>,
-    pub confidence: Option<f64>,
-    pub error: Option<String>,
     pub speaker_labels: Option<bool>,
     pub speakers_expected: Option<i32>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub completed_at: Option<OffsetDateTime>,
 }
 
 /// A list item: everything but the (possibly large) text, words and utterances.
@@ -108,11 +100,12 @@ impl Keyed for Summary {
     }
 }
 
-const FULL_COLUMNS: &str = "id, recording_id, status, text, utterances, words, language_code, \
-     audio_duration_seconds, confidence, error, speaker_labels, speakers_expected, created_at, \
-     updated_at, completed_at";
 const SUMMARY_COLUMNS: &str = "id, recording_id, status, language_code, audio_duration_seconds, \
      confidence, error, created_at, updated_at, completed_at";
+/// The summary's columns first, so a full row reads as a summary plus its content.
+const FULL_COLUMNS: &str = "id, recording_id, status, language_code, audio_duration_seconds, \
+     confidence, error, created_at, updated_at, completed_at, text, utterances, words, \
+     speaker_labels, speakers_expected";
 
 fn json_list<T: serde::de::DeserializeOwned>(value: Option<Value>) -> Vec<T> {
     value
@@ -123,21 +116,12 @@ fn json_list<T: serde::de::DeserializeOwned>(value: Option<Value>) -> Vec<T> {
 impl Transcription {
     fn from_row(row: &tokio_postgres::Row) -> Transcription {
         Transcription {
-            id: row.get(0),
-            recording_id: row.get(1),
-            status: Status::parse(row.get(2)),
-            text: row.get(3),
-            utterances: json_list(row.get(4)),
-            words: json_list(row.get(5)),
-            language_code: row.get(6),
-            audio_duration_seconds: row.get(7),
-            confidence: row.get(8),
-            error: row.get(9),
-            speaker_labels: row.get(10),
-            speakers_expected: row.get(11),
-            created_at: row.get(12),
-            updated_at: row.get(13),
-            completed_at: row.get(14),
+            summary: Summary::from_row(row),
+            text: row.get(10),
+            utterances: json_list(row.get(11)),
+            words: json_list(row.get(12)),
+            speaker_labels: row.get(13),
+            speakers_expected: row.get(14),
         }
     }
 }
@@ -462,40 +446,19 @@ struct JobRow {
 /// The worker and the reconciler.
 #[derive(Debug, Clone)]
 pub struct TranscriptionWorker {
-    db: DbPool,
-    storage: Storage,
-    vendor: AssemblyAi,
-    idempotency: Idempotency,
-    queue: JobQueue,
-    backend_url: String,
-    settings: TranscriptionSettings,
-    max_receive_count: u32,
+    pub db: DbPool,
+    pub storage: Storage,
+    pub vendor: AssemblyAi,
+    pub idempotency: Idempotency,
+    pub queue: JobQueue,
+    /// The API's public base URL, for the callback AssemblyAI makes.
+    pub backend_url: String,
+    pub settings: TranscriptionSettings,
+    /// The queue's `maxReceiveCount`: the delivery on which a failing job is marked failed.
+    pub max_receive_count: u32,
 }
 
 impl TranscriptionWorker {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        db: DbPool,
-        storage: Storage,
-        vendor: AssemblyAi,
-        idempotency: Idempotency,
-        queue: JobQueue,
-        backend_url: String,
-        settings: TranscriptionSettings,
-        max_receive_count: u32,
-    ) -> Self {
-        TranscriptionWorker {
-            db,
-            storage,
-            vendor,
-            idempotency,
-            queue,
-            backend_url,
-            settings,
-            max_receive_count,
-        }
-    }
-
     /// Handles one delivery. On the last delivery the queue allows, a job that still cannot
     /// progress is marked `failed` with the reason, and the message goes on to the DLQ.
     pub async fn process(
@@ -504,14 +467,10 @@ impl TranscriptionWorker {
         delivery: &Delivery,
         deadline_ms: u64,
     ) -> Result<Advance, Retry> {
-        jobs::settle(
-            self.advance(job, deadline_ms).await,
-            delivery,
-            self.max_receive_count,
-            "another delivery is submitting this job",
-            |reason| async move { self.fail(job.transcription_id, &reason).await },
-        )
-        .await
+        let outcome = self.advance(job, deadline_ms).await;
+        let fail = |reason: String| async move { self.fail(job.transcription_id, &reason).await };
+        let last = self.max_receive_count;
+        jobs::settle(outcome, delivery, last, SUBMITTING_ELSEWHERE, fail).await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<JobRow>, DbError> {
