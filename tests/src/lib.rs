@@ -438,6 +438,48 @@ pub struct Api {
 }
 
 impl Api {
+    /// Uploads `bytes` as a WAV recording through the API (presigned PUT to the bucket included)
+    /// and completes it, with the session `cookie` (`name=token`); returns the recording's id.
+    pub async fn ready_recording(
+        &self,
+        http: &reqwest::Client,
+        cookie: &str,
+        bytes: &[u8],
+    ) -> String {
+        let created: Value = http
+            .post(self.url("/api/recordings/uploads"))
+            .header("cookie", cookie)
+            .header("origin", "http://localhost:3000")
+            .json(&json!({"content_type": "audio/wav", "size_bytes": bytes.len(), "file_name": "test.wav"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let upload = &created["upload"];
+        let mut put = http.put(upload["url"].as_str().unwrap());
+        for (name, value) in upload["headers"].as_object().unwrap() {
+            put = put.header(name.as_str(), value.as_str().unwrap());
+        }
+        let stored = put.body(bytes.to_vec()).send().await.unwrap();
+        assert!(
+            stored.status().is_success(),
+            "PUT to the bucket: {}",
+            stored.status()
+        );
+        let id = created["recording"]["id"].as_str().unwrap().to_owned();
+        let done = http
+            .post(self.url(&format!("/api/recordings/{id}/complete")))
+            .header("cookie", cookie)
+            .header("origin", "http://localhost:3000")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 200);
+        id
+    }
+
     pub async fn start(env: &[(&str, &str)]) -> Api {
         Api::start_on(0, env).await
     }

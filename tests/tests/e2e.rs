@@ -405,46 +405,6 @@ impl LocalStack {
             }
         }
     }
-
-    /// Uploads `bytes` as a WAV recording and completes it; returns its id.
-    async fn ready_recording(&self, cookie: &str, bytes: &[u8]) -> String {
-        let created: Value = self
-            .http
-            .post(self.api.url("/api/recordings/uploads"))
-            .header("cookie", cookie)
-            .header("origin", "http://localhost:3000")
-            .json(&serde_json::json!({"content_type": "audio/wav", "size_bytes": bytes.len()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let upload = &created["upload"];
-        let mut put = self.http.put(upload["url"].as_str().unwrap());
-        for (name, value) in upload["headers"].as_object().unwrap() {
-            put = put.header(name.as_str(), value.as_str().unwrap());
-        }
-        assert!(
-            put.body(bytes.to_vec())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .is_success()
-        );
-        let id = created["recording"]["id"].as_str().unwrap().to_owned();
-        let done = self
-            .http
-            .post(self.api.url(&format!("/api/recordings/{id}/complete")))
-            .header("cookie", cookie)
-            .header("origin", "http://localhost:3000")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(done.status(), 200);
-        id
-    }
 }
 
 #[tokio::test]
@@ -459,7 +419,12 @@ async fn with_no_keys_the_sandbox_transcribes_a_recording_end_to_end() {
         alice["session_token"].as_str().unwrap()
     );
     let recording = stack
-        .ready_recording(&cookie, &shared::platform::audio::silent_wav(3.0, 16000))
+        .api
+        .ready_recording(
+            &stack.http,
+            &cookie,
+            &shared::platform::audio::silent_wav(3.0, 16000),
+        )
         .await;
 
     let created = stack

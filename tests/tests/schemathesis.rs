@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 /// Sign-outs schemathesis may make, each with a session of its own.
 const SIGN_OUT_SESSIONS: usize = 400;
-const ORIGIN: &str = "http://localhost:3000";
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "minutes long: cargo xtask test runs it"]
@@ -76,7 +75,10 @@ async fn the_running_api_keeps_its_openapi_contract() {
     let pool = sign_out_pool(&db, user).await;
 
     let http = reqwest::Client::new();
-    let recording = ready_recording(&http, &watch, &token).await;
+    let wav = shared::platform::audio::silent_wav(1.0, 16000);
+    let recording = watch
+        .ready_recording(&http, &format!("authjs.session-token={token}"), &wav)
+        .await;
     let created: Value = http
         .post(watch.url(&format!("/api/recordings/{recording}/transcriptions")))
         .bearer_auth(&token)
@@ -160,35 +162,4 @@ async fn sign_out_pool(db: &TestDb, user: i32) -> std::path::PathBuf {
     ));
     std::fs::write(&path, tokens.join("\n")).unwrap();
     path
-}
-
-/// Uploads, PUTs and completes a short WAV; returns the recording's id.
-async fn ready_recording(http: &reqwest::Client, watch: &Api, token: &str) -> String {
-    let wav = shared::platform::audio::silent_wav(1.0, 16000);
-    let created: Value = http
-        .post(watch.url("/api/recordings/uploads"))
-        .header("cookie", format!("authjs.session-token={token}"))
-        .header("origin", ORIGIN)
-        .json(&json!({"content_type": "audio/wav", "size_bytes": wav.len(), "file_name": "contract.wav"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let upload = &created["upload"];
-    let mut put = http.put(upload["url"].as_str().unwrap());
-    for (name, value) in upload["headers"].as_object().unwrap() {
-        put = put.header(name.as_str(), value.as_str().unwrap());
-    }
-    assert!(put.body(wav).send().await.unwrap().status().is_success());
-    let id = created["recording"]["id"].as_str().unwrap().to_owned();
-    let done = http
-        .post(watch.url(&format!("/api/recordings/{id}/complete")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 200);
-    id
 }
