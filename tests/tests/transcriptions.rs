@@ -266,8 +266,42 @@ impl Ctx {
     }
 
     /// Drains until the queue is empty: SQS may hand over fewer messages than it holds.
+    /// Delivers until the queue holds nothing, in flight included: a delivery that failed leaves
+    /// its message invisible for the queue's visibility timeout (1 s), and on a busy machine a
+    /// receive can come back empty while one is. A message that keeps failing reaches the DLQ.
     async fn drain_all(&self) {
-        while self.drain(far_deadline()).await.0 > 0 {}
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.drain(far_deadline()).await.0 > 0 {
+                continue;
+            }
+            let attributes = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.route.queue_url)
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                )
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                )
+                .send()
+                .await
+                .unwrap();
+            let waiting: u64 = attributes
+                .attributes()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, v)| v.parse::<u64>().ok())
+                .sum();
+            if waiting == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue still holds {waiting} message(s)"
+            );
+        }
     }
 
     /// Runs the worker's Lambda handler; a whole-batch error reports every record as failed.
