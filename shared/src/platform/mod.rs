@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod aws;
 pub mod db;
+pub mod download;
 pub mod http_client;
 pub mod idempotency;
 pub mod lambda;

@@ -2,4 +2,8 @@
 //! platform layer.
 
 pub mod assemblyai;
+pub mod deepl;
 pub mod elevenlabs;
+pub mod openai;
+pub mod signalwire;
+pub mod telnyx;

@@ -1,0 +1,1 @@
+//! DeepL's REST API (`/v2/translate`, `/v2/languages`).

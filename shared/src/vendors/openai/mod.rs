@@ -1,0 +1,1 @@
+//! OpenAI chat completions, used as the translation fallback.
