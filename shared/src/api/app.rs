@@ -3,6 +3,9 @@
 use crate::api::auth::Sessions;
 use crate::api::settings::Settings;
 use crate::api::{Cors, Http};
+use crate::domain::calls::Calls;
+use crate::domain::calls::numbers::PhoneNumbers;
+use crate::domain::calls::webhooks::WebhookEvents;
 use crate::domain::paging::Cursors;
 use crate::domain::recordings::Recordings;
 use crate::domain::speech::jobs::{TtsJobs, TtsWorker};
@@ -144,6 +147,31 @@ impl App {
             queue: JobQueue::new(sqs, self.settings.require_tts_queue()?),
             max_receive_count: self.settings.queues.max_receive_count,
         })
+    }
+
+    /// Phone numbers: listing (cursors) and settings.
+    pub fn phone_numbers(&self) -> Result<PhoneNumbers, ConfigError> {
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "phone-numbers");
+        Ok(PhoneNumbers::new(self.db.clone(), cursors))
+    }
+
+    /// Calls that place or end calls: they send to the call queue.
+    pub fn calls(&self, sqs: aws_sdk_sqs::Client) -> Result<Calls, ConfigError> {
+        let queue = JobQueue::new(sqs, self.settings.require_call_queue()?);
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "calls");
+        Ok(Calls::new(self.db.clone(), cursors, queue))
+    }
+
+    /// Reading calls only: no queue, so no SQS client is built.
+    pub fn call_reads(&self) -> Result<Calls, ConfigError> {
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "calls");
+        Ok(Calls::read_only(self.db.clone(), cursors))
+    }
+
+    /// The webhook outbox: receivers store events and send them to the call queue.
+    pub fn webhook_events(&self, sqs: aws_sdk_sqs::Client) -> Result<WebhookEvents, ConfigError> {
+        let queue = JobQueue::new(sqs, self.settings.require_call_queue()?);
+        Ok(WebhookEvents::new(self.db.clone(), queue))
     }
 
     pub fn from_settings(function: &'static str, settings: Settings) -> App {

@@ -201,3 +201,18 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
 }
+
+/// `?limit=` of a list: `default` when absent; larger values are capped rather than refused (the
+/// cursor tells the client there is more); anything but a positive integer is a 422.
+pub fn page_limit(req: &Request, default: i64, max: i64) -> Result<i64, ApiError> {
+    match query_param(req, "limit") {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n.min(max)),
+            _ => Err(ApiError::Validation(vec![crate::domain::FieldError::new(
+                "limit",
+                format!("must be an integer from 1 to {max}"),
+            )])),
+        },
+    }
+}

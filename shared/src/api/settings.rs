@@ -33,6 +33,9 @@ pub struct Settings {
     pub cursor_secret: Option<SecretString>,
     /// Public base URL of this API (`BACKEND_URL`), for vendor callbacks; required by the workers.
     pub backend_url: Option<String>,
+    /// The public base URL vendors call (`PUBLIC_BASE_URL`), when it is not API Gateway's own
+    /// domain (behind a proxy or CDN): webhook signatures are checked against it.
+    pub public_base_url: Option<String>,
     pub queues: QueueSettings,
     pub vendors: VendorSettings,
     pub transcription: TranscriptionSettings,
@@ -43,6 +46,10 @@ pub struct Settings {
 pub struct QueueSettings {
     pub transcriptions: Option<String>,
     pub tts: Option<String>,
+    /// Webhook events to apply and outbound calls to place or end.
+    pub calls: Option<String>,
+    /// Call recordings to take into R2.
+    pub recording_ingest: Option<String>,
     /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
     pub max_receive_count: u32,
 }
@@ -113,9 +120,12 @@ impl Settings {
         );
         let cursor_secret = cursor_secret(&mut r);
         let backend_url = r.base_url("BACKEND_URL", None);
+        let public_base_url = r.base_url("PUBLIC_BASE_URL", None);
         let queues = QueueSettings {
             transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
             tts: r.queue_url("TTS_QUEUE_URL"),
+            calls: r.queue_url("CALL_QUEUE_URL"),
+            recording_ingest: r.queue_url("RECORDING_INGEST_QUEUE_URL"),
             max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
         };
         let vendors = VendorSettings {
@@ -143,6 +153,7 @@ impl Settings {
             recording_max_bytes,
             cursor_secret,
             backend_url,
+            public_base_url,
             queues,
             vendors,
             transcription,
@@ -181,6 +192,24 @@ impl Settings {
             .tts
             .as_deref()
             .ok_or_else(|| ConfigError::single("TTS_QUEUE_URL", "this function sends speech jobs"))
+    }
+
+    pub fn require_call_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.calls.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "CALL_QUEUE_URL",
+                "this function sends call events and dials",
+            )
+        })
+    }
+
+    pub fn require_recording_ingest_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.recording_ingest.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "RECORDING_INGEST_QUEUE_URL",
+                "this function sends call recordings to ingest",
+            )
+        })
     }
 
     /// The key of the pagination cursors, for the functions that list.
