@@ -13,6 +13,8 @@ use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_orig
 use crate::platform::storage::{R2_MAX_PUT_BYTES, STORAGE_VARIABLES, StorageSettings};
 use crate::vendors::assemblyai::config::AssemblyAiSettings;
 use crate::vendors::elevenlabs::config::ElevenLabsSettings;
+use crate::vendors::signalwire::config::SignalWireSettings;
+use crate::vendors::telnyx::config::TelnyxSettings;
 
 /// All of Parley's configuration. Built once per execution environment.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub struct VendorSettings {
     pub timeout: Duration,
     pub assemblyai: AssemblyAiSettings,
     pub elevenlabs: ElevenLabsSettings,
+    pub telnyx: TelnyxSettings,
+    pub signalwire: SignalWireSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +136,8 @@ impl Settings {
             timeout: Duration::from_millis(r.bounded("VENDOR_TIMEOUT_MS", 8_000u64, 500, 60_000)),
             assemblyai: AssemblyAiSettings::read(&mut r),
             elevenlabs: ElevenLabsSettings::read(&mut r),
+            telnyx: TelnyxSettings::read(&mut r),
+            signalwire: SignalWireSettings::read(&mut r),
         };
         let transcription = TranscriptionSettings::read(&mut r);
 
@@ -166,6 +172,14 @@ impl Settings {
 
     pub fn require_elevenlabs(&self) -> Result<&ElevenLabsSettings, ConfigError> {
         self.vendors.elevenlabs.require()
+    }
+
+    pub fn require_telnyx(&self) -> Result<&TelnyxSettings, ConfigError> {
+        self.vendors.telnyx.require()
+    }
+
+    pub fn require_signalwire(&self) -> Result<&SignalWireSettings, ConfigError> {
+        self.vendors.signalwire.require()
     }
 
     /// The public URL vendors call back, without a trailing slash.

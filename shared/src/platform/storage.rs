@@ -202,6 +202,11 @@ impl Storage {
         &self.bucket
     }
 
+    /// The S3 client, for the multipart upload of `platform::download` (streamed vendor files).
+    pub(crate) fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
     /// A PUT that only succeeds with exactly this type and length, and never overwrites.
     pub async fn presign_put(
         &self,
