@@ -53,6 +53,8 @@ pub struct StoredEvent {
     pub call_hint: Option<Uuid>,
     pub status: String,
     pub attempts: i32,
+    /// The vendor's time, or when Parley received it if the vendor gave none.
+    pub occurred_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -115,7 +117,7 @@ impl WebhookEvents {
             &self.db,
             "UPDATE webhook_events SET attempts = attempts + 1 WHERE id = $1
              RETURNING id, vendor, event_id, event_type, body, content_type, call_hint, status,
-                       attempts",
+                       attempts, COALESCE(occurred_at, received_at)",
             &[(&id, Type::UUID)],
         )
         .await?;
@@ -129,6 +131,7 @@ impl WebhookEvents {
             call_hint: r.get(6),
             status: r.get(7),
             attempts: r.get(8),
+            occurred_at: r.get(9),
         }))
     }
 

@@ -487,7 +487,7 @@ impl CallWorker {
                     .signalwire
                     .as_ref()
                     .ok_or_else(|| Retry("SignalWire is not configured".into()))?;
-                signalwire::hang_up(signalwire, &sid.unwrap_or_default(), deadline_ms)
+                signalwire::hang_up(signalwire, &sid.unwrap_or_default(), status, deadline_ms)
                     .await
                     .map_err(|e| Retry(e.to_string()))?;
             }
