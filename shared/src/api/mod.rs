@@ -8,6 +8,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod pipeline;
 pub mod settings;
+pub mod webhook;
 
 pub use error::{ApiError, ApiResult, FieldError, PROBLEM_JSON, json, no_content};
 pub use extract::{page_limit, parse_json, path_uuid, query_param};

@@ -6,4 +6,5 @@ pub mod deepl;
 pub mod elevenlabs;
 pub mod openai;
 pub mod signalwire;
+pub mod signature_error;
 pub mod telnyx;
