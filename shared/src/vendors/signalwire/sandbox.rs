@@ -122,9 +122,15 @@ impl SignalWireSandbox {
 
     pub fn routes(&self) -> Router {
         Router::new()
-            .route(&format!("{PREFIX}/{{project}}/Calls.json"), post(create_call))
+            .route(
+                &format!("{PREFIX}/{{project}}/Calls.json"),
+                post(create_call),
+            )
             .route(&format!("{PREFIX}/{{project}}/Calls"), post(create_call))
-            .route(&format!("{PREFIX}/{{project}}/Calls/{{sid}}"), post(update_call))
+            .route(
+                &format!("{PREFIX}/{{project}}/Calls/{{sid}}"),
+                post(update_call),
+            )
             .route(
                 &format!("{PREFIX}/{{project}}/Recordings/{{sid}}"),
                 get(recording).delete(delete_recording),
@@ -215,7 +221,11 @@ impl SignalWireSandbox {
 }
 
 fn unauthorized() -> Response {
-    error(StatusCode::UNAUTHORIZED, 20003, "Authentication Error - invalid username")
+    error(
+        StatusCode::UNAUTHORIZED,
+        20003,
+        "Authentication Error - invalid username",
+    )
 }
 
 fn form_body(headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
@@ -319,10 +329,18 @@ async fn update_call(
     if !matches!(status, Some("completed" | "canceled")) {
         return missing("Status");
     }
-    sandbox.record(&method, format!("{PREFIX}/{project}/Calls/{sid}.json"), &form);
+    sandbox.record(
+        &method,
+        format!("{PREFIX}/{project}/Calls/{sid}.json"),
+        &form,
+    );
     let mut inner = sandbox.lock();
     let Some(call) = inner.calls.get_mut(&sid) else {
-        return error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found");
+        return error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        );
     };
     let finished = ["completed", "busy", "failed", "no-answer", "canceled"];
     if !finished.contains(&call.status.as_str()) {
@@ -343,10 +361,18 @@ async fn recording(
         None => (file.clone(), "wav".to_owned()),
     };
     if project != sandbox.project_id {
-        return error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found");
+        return error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        );
     }
     let Some(rec) = sandbox.lock().recordings.get(&sid).cloned() else {
-        return error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found");
+        return error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        );
     };
     match ext.as_str() {
         "wav" => (
@@ -368,7 +394,11 @@ async fn recording(
             )
                 .into_response()
         }
-        _ => error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        ),
     }
 }
 
@@ -388,6 +418,10 @@ async fn delete_recording(
     );
     match sandbox.lock().recordings.remove(&sid) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        ),
     }
 }

@@ -148,7 +148,10 @@ impl TelnyxSandbox {
     pub fn routes(&self) -> Router {
         Router::new()
             .route("/v2/calls", post(dial))
-            .route("/v2/calls/{call_control_id}/actions/{action}", post(command))
+            .route(
+                "/v2/calls/{call_control_id}/actions/{action}",
+                post(command),
+            )
             .route(
                 "/v2/recordings/{id}",
                 get(get_recording).delete(delete_recording),
@@ -216,7 +219,11 @@ impl TelnyxSandbox {
 
     /// Saves a recording of `seconds` for a call; returns its id and fresh download URLs, as
     /// `call.recording.saved` would carry them.
-    pub fn add_recording(&self, call_control_id: &str, seconds: f64) -> Option<(String, RecordingUrls)> {
+    pub fn add_recording(
+        &self,
+        call_control_id: &str,
+        seconds: f64,
+    ) -> Option<(String, RecordingUrls)> {
         let id = new_id();
         {
             let mut inner = self.lock();
@@ -283,7 +290,10 @@ fn unauthorized() -> Response {
 }
 
 /// The JSON object body every command carries, with its optional common fields checked.
-fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn json_body(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Map<String, Value>, Response> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -300,9 +310,9 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String
         return Err(invalid("", "The body must be a JSON object"));
     };
     if let Some(state) = map.get("client_state") {
-        let ok = state.as_str().is_some_and(|s| {
-            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
-        });
+        let ok = state
+            .as_str()
+            .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
         if !ok {
             return Err(invalid("client_state", "client_state must be valid Base64"));
         }
@@ -316,7 +326,9 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String
 }
 
 fn str_field<'a>(map: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
-    map.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+    map.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn e164(n: &str) -> bool {
@@ -356,9 +368,8 @@ async fn command(
             return invalid(field, &format!("{field} is required"));
         }
     }
-    let enum_ok = |field: &str, allowed: &[&str]| {
-        str_field(&map, field).is_none_or(|v| allowed.contains(&v))
-    };
+    let enum_ok =
+        |field: &str, allowed: &[&str]| str_field(&map, field).is_none_or(|v| allowed.contains(&v));
     if !enum_ok("format", &["wav", "mp3"])
         || !enum_ok("channels", &["single", "dual"])
         || !enum_ok("cause", &["CALL_REJECTED", "USER_BUSY"])
