@@ -543,4 +543,23 @@ mod tests {
         let local = settings(&[("DATABASE_URL", URL)]).unwrap();
         assert!(local.require_cursor_key().is_ok());
     }
+
+    #[test]
+    fn telephony_keys_are_required_only_where_used_and_sandboxed_locally() {
+        let s = settings(DEPLOYED).unwrap();
+        let names = |e: ConfigError| e.problems.iter().map(|p| p.variable).collect::<Vec<_>>();
+        assert_eq!(
+            names(s.require_telnyx().unwrap_err()),
+            ["TELNYX_API_KEY", "TELNYX_PUBLIC_KEY"]
+        );
+        assert_eq!(s.require_signalwire().unwrap_err().problems.len(), 4);
+        let local = settings(&[("DATABASE_URL", URL)]).unwrap();
+        assert!(local.require_telnyx().is_ok() && local.require_signalwire().is_ok());
+        let mut vars = DEPLOYED.to_vec();
+        vars.push(("TELNYX_PUBLIC_KEY", "short"));
+        assert_eq!(
+            settings(&vars).unwrap_err().problems[0].variable,
+            "TELNYX_PUBLIC_KEY"
+        );
+    }
 }

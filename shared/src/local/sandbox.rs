@@ -10,27 +10,40 @@ use std::time::Duration;
 
 use axum::Router;
 
+use crate::vendors::signalwire::sandbox::SignalWireSandbox;
+use crate::vendors::telnyx::sandbox::TelnyxSandbox;
 use crate::vendors::{assemblyai, elevenlabs};
 
 /// A running sandbox; dropping it does not stop the server (it lives as long as the runtime).
 #[derive(Debug, Clone)]
 pub struct Running {
     pub base_url: String,
+    /// The telephony stand-ins' state: what they received, and calls/recordings to simulate.
+    pub telnyx: TelnyxSandbox,
+    pub signalwire: SignalWireSandbox,
 }
 
 /// Serves on `addr` (port 0 picks one) and returns the base URL every vendor's `*_BASE_URL` can use.
 pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Result<Running> {
-    let app = Router::new()
-        .merge(assemblyai::sandbox::routes(processing_delay))
-        .merge(elevenlabs::sandbox::routes());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let base_url = format!("http://{bound}");
+    // The telephony stand-ins put their own URL in the recording links they hand out.
+    let telnyx = TelnyxSandbox::new(&base_url);
+    let signalwire = SignalWireSandbox::new(&base_url);
+    let app = Router::new()
+        .merge(assemblyai::sandbox::routes(processing_delay))
+        .merge(elevenlabs::sandbox::routes())
+        .merge(telnyx.routes())
+        .merge(signalwire.routes());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("sandbox stopped: {e}");
         }
     });
     Ok(Running {
-        base_url: format!("http://{bound}"),
+        base_url,
+        telnyx,
+        signalwire,
     })
 }
