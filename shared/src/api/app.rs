@@ -4,13 +4,16 @@ use crate::api::auth::Sessions;
 use crate::api::settings::Settings;
 use crate::api::{Cors, Http};
 use crate::domain::calls::Calls;
+use crate::domain::calls::ingest::RecordingIngest;
 use crate::domain::calls::numbers::PhoneNumbers;
 use crate::domain::calls::webhooks::WebhookEvents;
+use crate::domain::calls::worker::CallWorker;
 use crate::domain::paging::Cursors;
 use crate::domain::recordings::Recordings;
 use crate::domain::speech::jobs::{TtsJobs, TtsWorker};
 use crate::domain::transcriptions::{TranscriptionWorker, Transcriptions};
 use crate::platform::db::{self, DbPool};
+use crate::platform::download::{DownloadPolicy, Downloader};
 use crate::platform::idempotency::{self, Idempotency};
 use crate::platform::queue::JobQueue;
 use crate::platform::settings::ConfigError;
@@ -18,6 +21,33 @@ use crate::platform::storage::Storage;
 use crate::platform::telemetry;
 use crate::vendors::assemblyai::AssemblyAi;
 use crate::vendors::elevenlabs::ElevenLabs;
+use crate::vendors::signalwire::client::SignalWire;
+use crate::vendors::telnyx::client::Telnyx;
+
+/// A Telnyx webhook receiver's state.
+#[derive(Debug, Clone)]
+pub struct TelnyxReceiver {
+    pub events: WebhookEvents,
+    pub key: ed25519_dalek::VerifyingKey,
+    pub tolerance: std::time::Duration,
+}
+
+/// A SignalWire callback receiver's state.
+#[derive(Clone)]
+pub struct SignalWireReceiver {
+    pub events: WebhookEvents,
+    pub signing_key: secrecy::SecretString,
+    pub public_base_url: Option<String>,
+}
+
+impl std::fmt::Debug for SignalWireReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalWireReceiver")
+            .field("signing_key", &"[redacted]")
+            .field("public_base_url", &self.public_base_url)
+            .finish()
+    }
+}
 
 /// Shared state for one execution environment.
 #[derive(Debug, Clone)]
@@ -172,6 +202,114 @@ impl App {
     pub fn webhook_events(&self, sqs: aws_sdk_sqs::Client) -> Result<WebhookEvents, ConfigError> {
         let queue = JobQueue::new(sqs, self.settings.require_call_queue()?);
         Ok(WebhookEvents::new(self.db.clone(), queue))
+    }
+
+    /// What a Telnyx receiver needs: the account's public key and the outbox.
+    pub fn telnyx_receiver(&self, sqs: aws_sdk_sqs::Client) -> Result<TelnyxReceiver, ConfigError> {
+        let telnyx = &self.settings.vendors.telnyx;
+        let key = telnyx.public_key.ok_or_else(|| {
+            ConfigError::single(
+                "TELNYX_PUBLIC_KEY",
+                "this function verifies Telnyx webhooks and needs the account's public key",
+            )
+        })?;
+        Ok(TelnyxReceiver {
+            events: self.webhook_events(sqs)?,
+            key,
+            tolerance: telnyx.webhook_tolerance,
+        })
+    }
+
+    /// What a SignalWire receiver needs: the project's signing key and the outbox.
+    pub fn signalwire_receiver(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<SignalWireReceiver, ConfigError> {
+        let signing_key = self
+            .settings
+            .vendors
+            .signalwire
+            .signing_key
+            .clone()
+            .ok_or_else(|| {
+                ConfigError::single(
+                    "SIGNALWIRE_SIGNING_KEY",
+                    "this function verifies SignalWire callbacks and needs the project's signing key",
+                )
+            })?;
+        Ok(SignalWireReceiver {
+            events: self.webhook_events(sqs)?,
+            signing_key,
+            public_base_url: self.settings.public_base_url.clone(),
+        })
+    }
+
+    /// The Telnyx client when its API key is set; SignalWire's when its project is.
+    fn telephony_clients(&self) -> (Option<Telnyx>, Option<SignalWire>) {
+        let vendors = &self.settings.vendors;
+        let http = crate::platform::http_client::http_client(vendors.timeout);
+        let telnyx = vendors
+            .telnyx
+            .api_key
+            .is_some()
+            .then(|| Telnyx::new(&vendors.telnyx, http.clone(), vendors.timeout));
+        let sw = &vendors.signalwire;
+        let signalwire =
+            (sw.project_id.is_some() && sw.api_token.is_some() && sw.space_url.is_some())
+                .then(|| SignalWire::new(sw, http, vendors.timeout));
+        (telnyx, signalwire)
+    }
+
+    /// The call worker: applies events, sends commands, dials and hangs up.
+    pub fn call_worker(&self, sqs: aws_sdk_sqs::Client) -> Result<CallWorker, ConfigError> {
+        let (telnyx, signalwire) = self.telephony_clients();
+        if telnyx.is_none() && signalwire.is_none() {
+            return Err(ConfigError::single(
+                "TELNYX_API_KEY",
+                "the call worker needs Telnyx (TELNYX_API_KEY) or SignalWire \
+                 (SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SPACE_URL)",
+            ));
+        }
+        let ingest = JobQueue::new(sqs.clone(), self.settings.require_recording_ingest_queue()?);
+        Ok(CallWorker {
+            db: self.db.clone(),
+            events: self.webhook_events(sqs)?,
+            ingest,
+            telnyx,
+            speak_voice: self.settings.vendors.telnyx.speak_voice.clone(),
+            signalwire,
+            callback_base: self
+                .settings
+                .public_base_url
+                .clone()
+                .or_else(|| self.settings.backend_url.clone()),
+            max_receive_count: self.settings.queues.max_receive_count,
+        })
+    }
+
+    /// The recording-ingest worker: vendor → R2, then the recording row and its transcription.
+    pub fn recording_ingest(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<RecordingIngest, ConfigError> {
+        let policy = |hosts: &Vec<crate::platform::download::HostRule>| DownloadPolicy {
+            allowed_hosts: hosts.clone(),
+            allow_loopback_http: self.settings.stage == crate::platform::settings::Stage::Local,
+            max_bytes: self.settings.recording_max_bytes,
+            max_redirects: crate::platform::download::MAX_REDIRECTS,
+        };
+        let vendors = &self.settings.vendors;
+        let (telnyx, _) = self.telephony_clients();
+        Ok(RecordingIngest {
+            db: self.db.clone(),
+            events: self.webhook_events(sqs.clone())?,
+            storage: Storage::new(self.settings.require_storage()?),
+            telnyx_downloads: Downloader::new(policy(&vendors.telnyx.recording_hosts)),
+            signalwire_downloads: Downloader::new(policy(&vendors.signalwire.recording_hosts)),
+            telnyx,
+            transcriptions: self.transcriptions(sqs)?,
+            max_receive_count: self.settings.queues.max_receive_count,
+        })
     }
 
     pub fn from_settings(function: &'static str, settings: Settings) -> App {

@@ -55,6 +55,8 @@ pub struct Http {
     pub function: &'static str,
     pub cors: Cors,
     pub max_body_bytes: usize,
+    /// Webhook receivers only: also admit `application/x-www-form-urlencoded` bodies.
+    pub accepts_forms: bool,
 }
 
 impl Http {
@@ -63,7 +65,14 @@ impl Http {
             function,
             cors,
             max_body_bytes,
+            accepts_forms: false,
         }
+    }
+
+    /// For the receivers of vendors that post forms (SignalWire, Telnyx's TeXML).
+    pub fn accepting_forms(mut self) -> Self {
+        self.accepts_forms = true;
+        self
     }
 
     /// Runs `handler` under Parley's conventions and never fails: every error becomes problem+json.
@@ -127,7 +136,9 @@ impl Http {
                 limit: self.max_body_bytes,
             });
         }
-        if !body.is_empty() && !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+        let content_type = req.headers().get(header::CONTENT_TYPE);
+        let form = self.accepts_forms && crate::api::webhook::is_form_content_type(content_type);
+        if !body.is_empty() && !is_json_content_type(content_type) && !form {
             return Err(ApiError::UnsupportedMediaType);
         }
         let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);

@@ -62,3 +62,28 @@ impl From<SignatureError> for ApiError {
         }
     }
 }
+
+/// True for `application/x-www-form-urlencoded` (parameters allowed).
+pub fn is_form_content_type(value: Option<&http::HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// True when the request's body is a form.
+pub fn is_form(request: &Request) -> bool {
+    is_form_content_type(request.headers().get(http::header::CONTENT_TYPE))
+}
+
+/// The public base URL the vendor called (no trailing slash): what [`signed_url`] starts with, and
+/// where callback URLs handed back to the vendor point.
+pub fn public_base(request: &Request, public_base_url: Option<&str>) -> String {
+    match public_base_url.map(str::trim).filter(|b| !b.is_empty()) {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => format!("https://{}", domain_name(request)),
+    }
+}

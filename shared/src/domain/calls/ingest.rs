@@ -24,8 +24,13 @@ const RECORDING_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_2a57_8d5e_4c1e_9b7a_6b2
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
-    Ready { recording: Uuid, transcription: bool },
-    AlreadyReady { recording: Uuid },
+    Ready {
+        recording: Uuid,
+        transcription: bool,
+    },
+    AlreadyReady {
+        recording: Uuid,
+    },
     Ignored(&'static str),
     Failed(String),
 }
@@ -88,18 +93,28 @@ impl RecordingIngest {
         };
         let id = recording_id(stored.vendor, &recording.recording_id);
         if self.exists(id).await? {
-            self.transcribe_once(call.owner, id, call.transcribe).await?;
+            self.transcribe_once(call.owner, id, call.transcribe)
+                .await?;
             return Ok(Ingested::AlreadyReady { recording: id });
         }
         let key = format!("users/{}/recordings/{id}.wav", call.owner);
         let downloaded = match self
-            .download(stored.vendor, recording, telnyx_recording.as_deref(), &key, deadline_ms)
+            .download(
+                stored.vendor,
+                recording,
+                telnyx_recording.as_deref(),
+                &key,
+                deadline_ms,
+            )
             .await
         {
             Ok(d) => d,
             Err(e) if e.is_transient() && !last => return Err(Retry(e.to_string())),
             Err(e) => {
-                let reason = format!("the recording could not be taken from {}: {e}", stored.vendor.as_str());
+                let reason = format!(
+                    "the recording could not be taken from {}: {e}",
+                    stored.vendor.as_str()
+                );
                 self.note_failure(call.id, &reason).await?;
                 return Ok(Ingested::Failed(reason));
             }
@@ -136,7 +151,9 @@ impl RecordingIngest {
         )
         .await
         .map_err(Error::from)?;
-        let transcription = self.transcribe_once(call.owner, id, call.transcribe).await?;
+        let transcription = self
+            .transcribe_once(call.owner, id, call.transcribe)
+            .await?;
         Ok(Ingested::Ready {
             recording: id,
             transcription,
@@ -169,7 +186,11 @@ impl RecordingIngest {
             Provider::Signalwire => &self.signalwire_downloads,
         };
         let first = match recording.url.as_deref() {
-            Some(url) => downloader.to_storage(url, &self.storage, key, "audio/wav").await,
+            Some(url) => {
+                downloader
+                    .to_storage(url, &self.storage, key, "audio/wav")
+                    .await
+            }
             None => Err(DownloadError::Expired { status: 404 }),
         };
         match (first, vendor, telnyx_recording) {
@@ -190,7 +211,9 @@ impl RecordingIngest {
                     .wav
                     .or(fresh.download_urls.mp3)
                     .ok_or_else(|| DownloadError::Failed("no download URL".into()))?;
-                downloader.to_storage(&url, &self.storage, key, "audio/wav").await
+                downloader
+                    .to_storage(&url, &self.storage, key, "audio/wav")
+                    .await
             }
             (result, ..) => result,
         }

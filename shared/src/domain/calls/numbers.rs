@@ -342,3 +342,37 @@ mod tests {
         assert_eq!(ok.greeting, Some(Some("Hello, you reached Parley.".into())));
     }
 }
+
+/// How a call to `e164` is handled, or `None` when nobody owns the number.
+pub async fn handling_of_number(
+    pool: &DbPool,
+    provider: Provider,
+    e164: &str,
+) -> Result<Option<Handling>, Error> {
+    let rows = db::fetch(
+        pool,
+        &format!(
+            "SELECT {} FROM phone_numbers n
+              WHERE n.e164 = $1 AND n.provider = $2 AND n.owner_id IS NOT NULL",
+            Handling::COLUMNS
+        ),
+        &[(&e164, Type::TEXT), (&provider.as_str(), Type::TEXT)],
+    )
+    .await?;
+    Ok(rows.first().map(|r| Handling::from_row(r, 0)))
+}
+
+/// How a call Parley placed is handled: its number's settings.
+pub async fn handling_of_call(pool: &DbPool, call: Uuid) -> Result<Option<Handling>, Error> {
+    let rows = db::fetch(
+        pool,
+        &format!(
+            "SELECT {} FROM calls c JOIN phone_numbers n ON n.id = c.phone_number_id
+              WHERE c.id = $1 AND n.owner_id IS NOT NULL",
+            Handling::COLUMNS
+        ),
+        &[(&call, Type::UUID)],
+    )
+    .await?;
+    Ok(rows.first().map(|r| Handling::from_row(r, 0)))
+}

@@ -8,8 +8,12 @@ use super::events::{CallEvent, EventKind, RecordingRef};
 use super::numbers::Handling;
 use super::webhooks::StoredEvent;
 use super::{CallStatus, Direction, Provider};
-use crate::vendors::signalwire::client::{self, CreateCall, HangupStatus, SignalWire, SignalWireError};
-use crate::vendors::signalwire::cxml::{self, Dial, DialRecord, Record, RejectReason, Response, Verb};
+use crate::vendors::signalwire::client::{
+    self, CreateCall, HangupStatus, SignalWire, SignalWireError,
+};
+use crate::vendors::signalwire::cxml::{
+    self, Dial, DialRecord, Record, RejectReason, Response, Verb,
+};
 use crate::vendors::signalwire::wire::{
     self, Form, RecordingCallback, RecordingStatus, StatusCallback, VoiceRequest, WireError,
 };
@@ -328,8 +332,16 @@ mod tests {
         let doc = document(Some(&handling()), None, &urls).unwrap();
         assert!(doc.contains("Hi &lt;there&gt; &amp; "), "{doc}");
         assert!(doc.contains("maxLength=\"600\""), "{doc}");
-        assert!(doc.contains("action=\"https://api.example.com/webhooks/signalwire/voice?after=1\""), "{doc}");
-        assert!(doc.contains("recordingStatusCallback=\"https://api.example.com/webhooks/signalwire/recording\""), "{doc}");
+        assert!(
+            doc.contains("action=\"https://api.example.com/webhooks/signalwire/voice?after=1\""),
+            "{doc}"
+        );
+        assert!(
+            doc.contains(
+                "recordingStatusCallback=\"https://api.example.com/webhooks/signalwire/recording\""
+            ),
+            "{doc}"
+        );
     }
 
     #[test]
@@ -356,11 +368,20 @@ mod tests {
         let parsed = parse(Callback::Status, body, None, at).unwrap();
         assert_eq!(parsed.event_id, "status:CA1:completed");
         let event = parsed.event.unwrap();
-        assert!(matches!(event.kind, EventKind::Ended { status: CallStatus::Completed, duration_seconds: Some(42), .. }));
+        assert!(matches!(
+            event.kind,
+            EventKind::Ended {
+                status: CallStatus::Completed,
+                duration_seconds: Some(42),
+                ..
+            }
+        ));
         let body = b"AccountSid=a&CallSid=CA1&RecordingSid=RE1&RecordingUrl=https%3A%2F%2Fspace.signalwire.com%2Fapi%2Flaml%2F2010-04-01%2FAccounts%2Fa%2FRecordings%2FRE1&RecordingStatus=completed&RecordingDuration=40";
         let parsed = parse(Callback::Recording, body, None, at).unwrap();
         assert_eq!(parsed.event_id, "recording:RE1:completed");
-        let EventKind::RecordingSaved(r) = parsed.event.unwrap().kind else { panic!() };
+        let EventKind::RecordingSaved(r) = parsed.event.unwrap().kind else {
+            panic!()
+        };
         assert!(r.url.unwrap().ends_with("/Recordings/RE1.wav"));
     }
 }

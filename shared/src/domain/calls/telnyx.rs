@@ -174,10 +174,16 @@ mod tests {
 
     #[test]
     fn hangup_causes_map_by_the_documented_table() {
-        assert_eq!(status_of(&HangupCause::NormalClearing), CallStatus::Completed);
+        assert_eq!(
+            status_of(&HangupCause::NormalClearing),
+            CallStatus::Completed
+        );
         assert_eq!(status_of(&HangupCause::UserBusy), CallStatus::Busy);
         assert_eq!(status_of(&HangupCause::Timeout), CallStatus::NoAnswer);
-        assert_eq!(status_of(&HangupCause::OriginatorCancel), CallStatus::Canceled);
+        assert_eq!(
+            status_of(&HangupCause::OriginatorCancel),
+            CallStatus::Canceled
+        );
         assert_eq!(
             status_of(&HangupCause::Other("sip_503".into())),
             CallStatus::Failed

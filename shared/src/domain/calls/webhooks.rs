@@ -173,10 +173,11 @@ impl WebhookEvents {
         Ok(())
     }
 
-    /// Sends events that were stored but never reached the worker. Returns how many were sent.
+    /// Sends what never reached the call worker: stored events no delivery has read, and
+    /// outbound calls still waiting for their dial. Returns how many messages were sent.
     pub async fn reconcile(&self, batch: i64) -> Result<u64, Error> {
         let older = OffsetDateTime::now_utc() - UNSENT_AFTER;
-        let rows = db::fetch(
+        let events = db::fetch(
             &self.db,
             "SELECT id FROM webhook_events
               WHERE status = 'received' AND attempts = 0 AND received_at < $1
@@ -184,15 +185,25 @@ impl WebhookEvents {
             &[(&older, Type::TIMESTAMPTZ), (&batch, Type::INT8)],
         )
         .await?;
+        let dials = db::fetch(
+            &self.db,
+            "SELECT id FROM calls
+              WHERE status = 'queued' AND dial_started_at IS NULL AND created_at < $1
+              ORDER BY created_at LIMIT $2",
+            &[(&older, Type::TIMESTAMPTZ), (&batch, Type::INT8)],
+        )
+        .await?;
+        let jobs = events
+            .iter()
+            .map(|r| CallJob::Event(r.get(0)))
+            .chain(dials.iter().map(|r| CallJob::Dial(r.get(0))));
         let mut sent = 0;
-        for row in rows {
-            let id: Uuid = row.get(0);
-            match self.queue.send(&CallJob::Event(id)).await {
-                Ok(()) => sent += 1,
-                Err(e) => {
-                    return Err(Error::Unavailable(format!("resending event {id}: {e}")));
-                }
-            }
+        for job in jobs {
+            self.queue
+                .send(&job)
+                .await
+                .map_err(|e| Error::Unavailable(format!("resending {job:?}: {e}")))?;
+            sent += 1;
         }
         Ok(sent)
     }

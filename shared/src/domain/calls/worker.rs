@@ -115,8 +115,9 @@ impl CallWorker {
             Provider::Telnyx => telnyx_events::read(&stored.body)
                 .map(|(_, event)| event)
                 .map_err(|e| Step::Unreadable(e.to_string()))?,
-            Provider::Signalwire => signalwire::read(stored)
-                .map_err(|e| Step::Unreadable(e.to_string()))?,
+            Provider::Signalwire => {
+                signalwire::read(stored).map_err(|e| Step::Unreadable(e.to_string()))?
+            }
         };
         let Some(event) = event else {
             return Ok((Outcome::Ignored("an event type Parley does not use"), None));
@@ -178,30 +179,52 @@ impl CallWorker {
             EventKind::Answered => {
                 let handling = call.handling.as_ref();
                 let inbound = call.direction == Direction::Inbound;
-                if let (true, Some(greeting)) = (inbound, handling.and_then(|h| h.greeting.as_deref())) {
+                if let (true, Some(greeting)) =
+                    (inbound, handling.and_then(|h| h.greeting.as_deref()))
+                {
                     let voice = self.speak_voice.as_str();
                     sent += self
-                        .once(call.id, "speak", |options| async move {
-                            telnyx
-                                .speak(control_id, greeting, voice, None, &options, deadline_ms)
-                                .await
-                        }, None)
+                        .once(
+                            call.id,
+                            "speak",
+                            |options| async move {
+                                telnyx
+                                    .speak(control_id, greeting, voice, None, &options, deadline_ms)
+                                    .await
+                            },
+                            None,
+                        )
                         .await?;
                 }
                 if call.record {
                     let max = handling.map(|h| h.max_recording_seconds as u32);
                     sent += self
-                        .once(call.id, "record_start", |options| async move {
-                            telnyx.record_start(control_id, max, &options, deadline_ms).await
-                        }, None)
+                        .once(
+                            call.id,
+                            "record_start",
+                            |options| async move {
+                                telnyx
+                                    .record_start(control_id, max, &options, deadline_ms)
+                                    .await
+                            },
+                            None,
+                        )
                         .await?;
                 }
-                if let (true, Some(to)) = (inbound, handling.and_then(|h| h.forward_to.as_deref())) {
+                if let (true, Some(to)) = (inbound, handling.and_then(|h| h.forward_to.as_deref()))
+                {
                     let transfer = Leg::Transfer(call.id).client_state();
                     sent += self
-                        .once(call.id, "transfer", |options| async move {
-                            telnyx.transfer(control_id, to, None, &options, deadline_ms).await
-                        }, Some(transfer))
+                        .once(
+                            call.id,
+                            "transfer",
+                            |options| async move {
+                                telnyx
+                                    .transfer(control_id, to, None, &options, deadline_ms)
+                                    .await
+                            },
+                            Some(transfer),
+                        )
                         .await?;
                 }
             }
@@ -224,7 +247,10 @@ impl CallWorker {
             command_id: Some(Uuid::new_v5(&Uuid::NAMESPACE_URL, control_id.as_bytes()).to_string()),
             client_state: None,
         };
-        match telnyx.command(control_id, &action, &options, deadline_ms).await {
+        match telnyx
+            .command(control_id, &action, &options, deadline_ms)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if e.call_has_ended() => Ok(()),
             Err(e) if e.is_transient() => Err(Step::Retry(e.to_string())),
@@ -319,7 +345,8 @@ impl CallWorker {
             return Ok(Outcome::Ended(id));
         }
         if row.get::<_, bool>(4) {
-            self.finish(id, CallStatus::Failed, Some("interrupted while dialling")).await?;
+            self.finish(id, CallStatus::Failed, Some("interrupted while dialling"))
+                .await?;
             return Ok(Outcome::Failed("interrupted while dialling".into()));
         }
         let claimed = db::fetch(
@@ -337,7 +364,10 @@ impl CallWorker {
         let from: String = row.get(2);
         let to: String = row.get(3);
         let result = match provider {
-            Provider::Telnyx => self.dial_telnyx(id, row.get(6), &from, &to, deadline_ms).await,
+            Provider::Telnyx => {
+                self.dial_telnyx(id, row.get(6), &from, &to, deadline_ms)
+                    .await
+            }
             Provider::Signalwire => self.dial_signalwire(id, &from, &to, deadline_ms).await,
         };
         match result {
@@ -471,7 +501,10 @@ impl CallWorker {
         }
         match Provider::parse(row.get(1)).unwrap_or(Provider::Telnyx) {
             Provider::Telnyx => {
-                let telnyx = self.telnyx.as_ref().ok_or_else(|| Retry("Telnyx is not configured".into()))?;
+                let telnyx = self
+                    .telnyx
+                    .as_ref()
+                    .ok_or_else(|| Retry("Telnyx is not configured".into()))?;
                 let options = CommandOptions {
                     command_id: Some(Uuid::new_v5(&id, b"hangup").to_string()),
                     client_state: None,
@@ -503,33 +536,15 @@ impl CallWorker {
             "UPDATE calls SET status = $2, error = $3, ended_at = COALESCE(ended_at, now()),
                               updated_at = now()
               WHERE id = $1 AND status IN ('queued', 'ringing', 'in_progress')",
-            &[(&id, Type::UUID), (&status.as_str(), Type::TEXT), (&error, Type::TEXT)],
+            &[
+                (&id, Type::UUID),
+                (&status.as_str(), Type::TEXT),
+                (&error, Type::TEXT),
+            ],
         )
         .await
         .map_err(Error::from)?;
         Ok(())
-    }
-
-    /// Sends queued outbound calls whose dial message was lost. Returns how many were sent.
-    pub async fn reconcile(&self, batch: i64) -> Result<u64, Error> {
-        let rows = db::fetch(
-            &self.db,
-            "SELECT id FROM calls WHERE status = 'queued' AND dial_started_at IS NULL
-               AND created_at < now() - interval '1 minute' ORDER BY created_at LIMIT $1",
-            &[(&batch, Type::INT8)],
-        )
-        .await?;
-        let mut sent = 0;
-        for row in rows {
-            let id: Uuid = row.get(0);
-            self.events
-                .queue()
-                .send(&CallJob::Dial(id))
-                .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?;
-            sent += 1;
-        }
-        Ok(sent + self.events.reconcile(batch).await?)
     }
 }
 
