@@ -798,6 +798,10 @@ mod tests {
         assert!(refused("https://user:pw@s3.amazonaws.com/k"));
         assert!(refused("https://169.254.169.254/latest/meta-data"));
         assert!(refused("https://[::ffff:127.0.0.1]/x"));
+        // Numeric host spellings are normalised to IP literals before they are judged.
+        assert!(refused("https://2130706433/x"));
+        assert!(refused("https://0x7f.1/x"));
+        assert!(refused("https://[fd00::1]/x"));
         assert!(refused("http://127.0.0.1:9010/x"));
         assert!(refused("https://localhost/x"));
         assert!(refused("not a url"));

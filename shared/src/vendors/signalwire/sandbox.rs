@@ -228,19 +228,20 @@ fn unauthorized() -> Response {
     )
 }
 
-fn form_body(headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
+fn form_body(headers: &HeaderMap, body: &Bytes) -> Result<Form, Box<Response>> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             21000,
             "Content-Type must be application/x-www-form-urlencoded",
-        ));
+        )));
     }
-    Form::parse(body).map_err(|_| error(StatusCode::BAD_REQUEST, 21000, "Unreadable form"))
+    Form::parse(body)
+        .map_err(|_| Box::new(error(StatusCode::BAD_REQUEST, 21000, "Unreadable form")))
 }
 
 fn call_json(project: &str, c: &SandboxCall) -> Value {
@@ -272,7 +273,7 @@ async fn create_call(
     }
     let form = match form_body(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let e164 = |n: &str| crate::vendors::telnyx::client::valid_e164(n);
     let Some(to) = form.get("To").filter(|t| e164(t)) else {
@@ -322,7 +323,7 @@ async fn update_call(
     }
     let form = match form_body(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let sid = sid.strip_suffix(".json").unwrap_or(&sid).to_owned();
     let status = form.get("Status");

@@ -465,4 +465,22 @@ mod tests {
         assert_eq!(f.get("To"), Some("a"));
         assert!(Form::parse(&vec![b'a'; CALLBACK_BODY_LIMIT + 1]).is_err());
     }
+
+    #[test]
+    fn no_input_makes_the_parsers_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let sample = b"AccountSid=p&CallSid=c1&RecordingSid=r1&RecordingUrl=https%3A%2F%2Fx%2Fr&RecordingStatus=completed&RecordingDuration=12&CallStatus=completed&Timestamp=Sat%2C%2005%20Dec%202026%2006%3A00%3A09%20%2B0000&SequenceNumber=1&Direction=inbound&From=%2B1&To=%2B2";
+        for _ in 0..5_000 {
+            let mut bytes = sample.to_vec();
+            for _ in 0..rng.random_range(1..8) {
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] = rng.random();
+            }
+            let form = Form::parse(&bytes).unwrap();
+            let _ = VoiceRequest::parse(&form);
+            let _ = StatusCallback::parse(&form);
+            let _ = RecordingCallback::parse(&form);
+        }
+    }
 }

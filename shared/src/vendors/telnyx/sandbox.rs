@@ -293,34 +293,44 @@ fn unauthorized() -> Response {
 fn json_body(
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<serde_json::Map<String, Value>, Response> {
+) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json && !body.is_empty() {
-        return Err(invalid("", "Content-Type must be application/json"));
+        return Err(Box::new(invalid(
+            "",
+            "Content-Type must be application/json",
+        )));
     }
     let value: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|_| invalid("", "The body is not valid JSON"))?
+        serde_json::from_slice(body)
+            .map_err(|_| Box::new(invalid("", "The body is not valid JSON")))?
     };
     let Value::Object(map) = value else {
-        return Err(invalid("", "The body must be a JSON object"));
+        return Err(Box::new(invalid("", "The body must be a JSON object")));
     };
     if let Some(state) = map.get("client_state") {
         let ok = state
             .as_str()
             .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
         if !ok {
-            return Err(invalid("client_state", "client_state must be valid Base64"));
+            return Err(Box::new(invalid(
+                "client_state",
+                "client_state must be valid Base64",
+            )));
         }
     }
     if let Some(id) = map.get("command_id")
         && !id.is_string()
     {
-        return Err(invalid("command_id", "command_id must be a string"));
+        return Err(Box::new(invalid(
+            "command_id",
+            "command_id must be a string",
+        )));
     }
     Ok(map)
 }
@@ -346,7 +356,7 @@ async fn command(
     }
     let map = match json_body(&headers, &body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let required: &[&str] = match action.as_str() {
         "answer" | "hangup" | "record_stop" => &[],
@@ -425,7 +435,7 @@ async fn dial(State(sandbox): State<TelnyxSandbox>, headers: HeaderMap, body: By
     }
     let map = match json_body(&headers, &body) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(connection_id) = str_field(&map, "connection_id") else {
         return invalid("connection_id", "connection_id is required");

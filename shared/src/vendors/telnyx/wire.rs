@@ -658,4 +658,35 @@ mod tests {
             format!("\"{}\"", s.as_str())
         );
     }
+
+    #[test]
+    fn no_input_makes_the_parser_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let samples = [
+            RECORDING_SAVED.to_owned(),
+            event(
+                "call.hangup",
+                &format!(
+                    r#"{{{IDS},"hangup_cause":"user_busy","start_time":"2026-12-05T06:00:00Z"}}"#
+                ),
+            ),
+            event(
+                "call.initiated",
+                &format!(
+                    r#"{{{IDS},"direction":"incoming","from":"+1","to":"+2","client_state":"Y2FsbC0x"}}"#
+                ),
+            ),
+        ];
+        for sample in samples {
+            for _ in 0..3_000 {
+                let mut bytes = sample.clone().into_bytes();
+                for _ in 0..rng.random_range(1..6) {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] = rng.random();
+                }
+                let _ = parse_webhook(&bytes);
+            }
+        }
+    }
 }
