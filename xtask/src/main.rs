@@ -4,6 +4,7 @@
 //! moto, cfn-lint), the interop test's npm packages, and PostgreSQL when none answers.
 
 mod bench;
+mod calls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +28,10 @@ usage: cargo xtask <command>
   migrate                 apply migrations/ to $DATABASE_URL (or the local dev database)
   session EMAIL [--name NAME]
                           create a local user and Auth.js session and print its cookie
+  phone-number assign --provider telnyx|signalwire [--connection-id ID] [--number-sid SID] E164 EMAIL
+                          assign a number to a user (against $DATABASE_URL or the dev database)
+  call --provider telnyx|signalwire --to E164 [--from E164] [--seconds N]
+                          play a whole inbound call through the running `cargo xtask dev` sandbox
   bench [--cold N] [--warm N] [--only a,b]
                           time functions' release binaries under a Lambda Runtime API emulator
                           against a hello-world floor and pgbench; writes docs/benchmarks.md
@@ -49,6 +54,10 @@ fn main() -> ExitCode {
         Some("migrate") => runtime.block_on(migrate_command()),
         Some("session") => runtime.block_on(session(&args[1..])),
         Some("bench") => runtime.block_on(bench::bench(&args[1..])),
+        Some("phone-number") => runtime.block_on(with_database(|url| async move {
+            calls::phone_number(&args[1..], &url).await
+        })),
+        Some("call") => runtime.block_on(calls::call(&args[1..])),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
@@ -338,18 +347,25 @@ async fn serve(
             "QUEUE_MAX_RECEIVE_COUNT".to_owned(),
             max_receive.to_string(),
         ),
+        // Webhook signatures cover the URL the vendor called: the proxy's, over plain http.
+        (
+            "PUBLIC_BASE_URL".to_owned(),
+            setting("PUBLIC_BASE_URL").unwrap_or_else(|| base.clone()),
+        ),
     ]);
 
     // Vendors without a key talk to the bundled sandbox; say so loudly.
     let sandbox_url = format!("http://127.0.0.1:{}", ports.sandbox);
     let (sandbox_env, keyless) = shared::local::sandbox_env(&sandbox_url, setting);
+    let mut telephony_sandbox = None;
     if !keyless.is_empty() {
-        shared::local::sandbox::start(
+        let running = shared::local::sandbox::start(
             ([127, 0, 0, 1], ports.sandbox).into(),
             Duration::from_secs(1),
         )
         .await
         .map_err(|e| format!("sandbox on port {}: {e}", ports.sandbox))?;
+        telephony_sandbox = Some(running.calls);
         println!(
             "\n==================== SANDBOX ====================\n\
              No key for: {}.\n\
@@ -392,6 +408,10 @@ async fn serve(
         return Err(format!("the API did not become ready: {e}"));
     }
 
+    // Calls Parley dials now reach the sandbox's far end, and `cargo xtask call` can play inbound ones.
+    if let Some(calls) = &telephony_sandbox {
+        calls.attach(&base);
+    }
     let pump = tokio::spawn(shared::local::run(
         sqs,
         api.invoke_base.clone(),
@@ -556,6 +576,20 @@ async fn target_database() -> Result<(String, Option<Postgres>)> {
     let server = Postgres::find_or_start(&root).await?;
     let url = server.create_database_if_missing(DEV_DATABASE).await?;
     Ok((url, Some(server)))
+}
+
+/// Runs `f` against the target database, stopping a server started for it afterwards.
+async fn with_database<F, Fut>(f: F) -> Result
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result>,
+{
+    let (url, server) = target_database().await?;
+    let outcome = f(url).await;
+    if let Some(server) = server {
+        server.stop();
+    }
+    outcome
 }
 
 async fn migrate_command() -> Result {

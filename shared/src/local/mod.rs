@@ -6,6 +6,7 @@
 //! comes back after its visibility timeout; after `maxReceiveCount` receives moto moves it to the DLQ.
 
 pub mod sandbox;
+pub mod telephony;
 
 use std::time::Duration;
 
@@ -22,6 +23,16 @@ pub struct Vendor {
     pub name: &'static str,
     pub key: &'static str,
     pub base_urls: &'static [&'static str],
+    /// Variables set to the sandbox's own values (credentials it checks, the key it signs with),
+    /// and base URLs that take a path after the sandbox's address.
+    pub fixed: &'static [(&'static str, SandboxValue)],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum SandboxValue {
+    Literal(&'static str),
+    /// The sandbox's URL followed by this path.
+    UrlWithPath(&'static str),
 }
 
 pub const VENDORS: &[Vendor] = &[
@@ -29,13 +40,52 @@ pub const VENDORS: &[Vendor] = &[
         name: "AssemblyAI",
         key: "ASSEMBLYAI_API_KEY",
         base_urls: &["ASSEMBLYAI_BASE_URL", "ASSEMBLYAI_STREAMING_BASE_URL"],
+        fixed: &[],
     },
     Vendor {
         name: "ElevenLabs",
         key: "ELEVENLABS_API_KEY",
         base_urls: &["ELEVENLABS_BASE_URL"],
+        fixed: &[],
+    },
+    Vendor {
+        name: "Telnyx",
+        key: "TELNYX_API_KEY",
+        base_urls: &[],
+        fixed: &[
+            ("TELNYX_BASE_URL", SandboxValue::UrlWithPath("/v2")),
+            // The sandbox signs webhooks with its own Ed25519 key; the functions get its public half.
+            (
+                "TELNYX_PUBLIC_KEY",
+                SandboxValue::Literal(crate::vendors::telnyx::config::SANDBOX_PUBLIC_KEY_B64),
+            ),
+        ],
+    },
+    Vendor {
+        name: "SignalWire",
+        key: "SIGNALWIRE_API_TOKEN",
+        base_urls: &["SIGNALWIRE_SPACE_URL"],
+        fixed: &[
+            (
+                "SIGNALWIRE_PROJECT_ID",
+                SandboxValue::Literal(crate::vendors::signalwire::config::SANDBOX_PROJECT_ID),
+            ),
+            (
+                "SIGNALWIRE_SIGNING_KEY",
+                SandboxValue::Literal(crate::vendors::signalwire::config::SANDBOX_SIGNING_KEY),
+            ),
+        ],
     },
 ];
+
+/// The key value the sandbox accepts for `vendor`.
+fn sandbox_key(vendor: &Vendor) -> &'static str {
+    match vendor.key {
+        "TELNYX_API_KEY" => crate::vendors::telnyx::config::SANDBOX_API_KEY,
+        "SIGNALWIRE_API_TOKEN" => crate::vendors::signalwire::config::SANDBOX_API_TOKEN,
+        _ => "sandbox",
+    }
+}
 
 /// For every vendor whose key `lookup` does not find (or finds empty): the variables that point
 /// it at the sandbox at `sandbox_url`, with a placeholder key. Returns them and the vendors' names.
@@ -50,9 +100,16 @@ pub fn sandbox_env(
             continue;
         }
         names.push(vendor.name);
-        env.push((vendor.key, "sandbox".to_owned()));
+        env.push((vendor.key, sandbox_key(vendor).to_owned()));
         for url in vendor.base_urls {
             env.push((*url, sandbox_url.to_owned()));
+        }
+        for (name, value) in vendor.fixed {
+            let value = match value {
+                SandboxValue::Literal(v) => (*v).to_owned(),
+                SandboxValue::UrlWithPath(path) => format!("{sandbox_url}{path}"),
+            };
+            env.push((*name, value));
         }
     }
     (env, names)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+use crate::local::telephony::Simulator;
 use crate::vendors::signalwire::sandbox::SignalWireSandbox;
 use crate::vendors::telnyx::sandbox::TelnyxSandbox;
 use crate::vendors::{assemblyai, elevenlabs};
@@ -21,6 +22,8 @@ pub struct Running {
     /// The telephony stand-ins' state: what they received, and calls/recordings to simulate.
     pub telnyx: TelnyxSandbox,
     pub signalwire: SignalWireSandbox,
+    /// Plays calls against Parley once [`Simulator::attach`]ed to it.
+    pub calls: Simulator,
 }
 
 /// Serves on `addr` (port 0 picks one) and returns the base URL every vendor's `*_BASE_URL` can use.
@@ -31,11 +34,13 @@ pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Res
     // The telephony stand-ins put their own URL in the recording links they hand out.
     let telnyx = TelnyxSandbox::new(&base_url);
     let signalwire = SignalWireSandbox::new(&base_url);
+    let calls = Simulator::new(telnyx.clone(), signalwire.clone());
     let app = Router::new()
         .merge(assemblyai::sandbox::routes(processing_delay))
         .merge(elevenlabs::sandbox::routes())
         .merge(telnyx.routes())
-        .merge(signalwire.routes());
+        .merge(signalwire.routes())
+        .merge(calls.routes());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("sandbox stopped: {e}");
@@ -45,5 +50,6 @@ pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Res
         base_url,
         telnyx,
         signalwire,
+        calls,
     })
 }

@@ -221,23 +221,22 @@ impl WebhookEvents {
         .await?;
         Ok(rows.len() as u64)
     }
+}
 
-    /// Re-enqueues a stored event (after a bug fix, say): processing is idempotent, so applying
-    /// it again changes only what the fixed code now does differently.
-    pub async fn replay(&self, id: Uuid) -> Result<(), Error> {
-        let rows = db::fetch(
-            &self.db,
-            "UPDATE webhook_events SET status = 'received', last_error = NULL WHERE id = $1
-             RETURNING id",
-            &[(&id, Type::UUID)],
-        )
-        .await?;
-        if rows.is_empty() {
-            return Err(Error::NotFound);
-        }
-        self.queue
-            .send(&CallJob::Event(id))
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))
+/// Puts a stored event back in the outbox (after a bug fix, say): the sweeper sends it within a
+/// minute, through the same idempotent processing, so applying it again changes only what the
+/// fixed code now does differently. Needs only the database, so it works against any stage.
+pub async fn mark_for_replay(pool: &DbPool, id: Uuid) -> Result<(), Error> {
+    let rows = db::fetch(
+        pool,
+        "UPDATE webhook_events SET status = 'received', attempts = 0, last_error = NULL,
+                processed_at = NULL
+          WHERE id = $1 RETURNING id",
+        &[(&id, Type::UUID)],
+    )
+    .await?;
+    if rows.is_empty() {
+        return Err(Error::NotFound);
     }
+    Ok(())
 }

@@ -162,6 +162,11 @@ impl SignalWireSandbox {
         self.lock().calls.get(sid).cloned()
     }
 
+    /// Every call the sandbox knows (registered inbound or created through the API).
+    pub fn calls(&self) -> Vec<SandboxCall> {
+        self.lock().calls.values().cloned().collect()
+    }
+
     pub fn set_status(&self, sid: &str, status: &str) {
         if let Some(c) = self.lock().calls.get_mut(sid) {
             c.status = status.to_owned();

@@ -212,6 +212,11 @@ impl TelnyxSandbox {
         self.lock().commands.clone()
     }
 
+    /// Every call the sandbox knows (registered inbound or dialled), in no particular order.
+    pub fn calls(&self) -> Vec<SandboxCall> {
+        self.lock().calls.values().cloned().collect()
+    }
+
     /// Every accepted dial body, in order.
     pub fn dials(&self) -> Vec<Value> {
         self.lock().dials.clone()
