@@ -4,7 +4,7 @@
 use parley_tests::{Api, TestDb, authjs};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_api_serves_health_me_and_sign_out_for_auth_js_sessions() {
@@ -298,6 +298,7 @@ struct LocalStack {
     sqs: aws_sdk_sqs::Client,
     routes: Vec<shared::local::Route>,
     http: reqwest::Client,
+    sandbox: shared::local::sandbox::Running,
     _moto: parley_tests::Moto,
 }
 
@@ -340,7 +341,9 @@ impl LocalStack {
                 .await
                 .unwrap();
         let (keyless, names) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
-        assert_eq!(names, ["AssemblyAI", "ElevenLabs"]);
+        for vendor in ["AssemblyAI", "ElevenLabs", "Telnyx", "SignalWire"] {
+            assert!(names.contains(&vendor), "{vendor} is served by the sandbox");
+        }
         let port = parley_tests::free_port();
         let mut owned = moto.bucket_env().await;
         owned.extend(keyless);
@@ -357,6 +360,8 @@ impl LocalStack {
                 ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
                 ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
                 ("BACKEND_URL", format!("http://127.0.0.1:{port}")),
+                // Vendors sign the URL they call: the local API Gateway's, over plain http.
+                ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}")),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
@@ -365,12 +370,14 @@ impl LocalStack {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let api = Api::start_on(port, &env).await;
+        sandbox.calls.attach(&format!("http://127.0.0.1:{port}"));
         LocalStack {
             db,
             api,
             sqs,
             routes,
             http: reqwest::Client::new(),
+            sandbox,
             _moto: moto,
         }
     }
@@ -522,4 +529,550 @@ async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
     );
     // 39 characters at ~14 a second: about 2.8 s of 26 ms frames.
     assert!(audio.len() > 100 * 417, "{} bytes", audio.len());
+}
+
+// ------------------------------------------------------------------------------------------- calls
+
+impl LocalStack {
+    /// Pumps the queues whose worker is in `functions` (all when empty) until `done` holds.
+    async fn pump_while<F, Fut>(&self, functions: &[&str], what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let http = shared::platform::http_client::http_client(Duration::from_secs(900));
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while !done().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            for route in &self.routes {
+                if functions.is_empty() || functions.contains(&route.function.as_str()) {
+                    shared::local::pump_once(&self.sqs, &http, &self.api.invoke_base, route, 0)
+                        .await
+                        .unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn get(&self, cookie: &str, path: &str) -> Value {
+        self.http
+            .get(self.api.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A signed-in user owning `number` on `provider`, with the number set up through the API.
+    async fn phone_owner(
+        &self,
+        email: &str,
+        number: &str,
+        provider: &str,
+        settings: Value,
+    ) -> String {
+        let user = authjs(&self.db.url, &["create-session", "--email", email]);
+        let cookie = format!(
+            "authjs.session-token={}",
+            user["session_token"].as_str().unwrap()
+        );
+        self.db
+            .client
+            .execute(
+                "INSERT INTO phone_numbers (id, e164, provider, telnyx_connection_id, owner_id)
+                 SELECT gen_random_uuid(), $1, $2, $3, id FROM users WHERE email = $4",
+                &[
+                    &number,
+                    &provider,
+                    &shared::local::telephony::SANDBOX_CONNECTION_ID,
+                    &email,
+                ],
+            )
+            .await
+            .unwrap();
+        let listed = self.get(&cookie, "/api/phone-numbers").await;
+        let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+        let patched = self
+            .http
+            .patch(self.api.url(&format!("/api/phone-numbers/{id}")))
+            .header("cookie", &cookie)
+            .header("origin", "http://localhost:3000")
+            .json(&settings)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 200);
+        cookie
+    }
+
+    /// Plays an inbound call while pumping the call worker, which must answer it.
+    async fn play_inbound(&self, provider: &str, to: &str) -> shared::local::telephony::Played {
+        let plan = shared::local::telephony::CallPlan {
+            provider: provider.to_owned(),
+            from: "+15557654321".to_owned(),
+            to: to.to_owned(),
+            seconds: 1.0,
+        };
+        let calls = self.sandbox.calls.clone();
+        let call = tokio::spawn(async move { calls.inbound(&plan).await });
+        self.pump_while(&["call-worker"], "the call to finish", || async {
+            call.is_finished()
+        })
+        .await;
+        call.await.unwrap().expect("the sandbox played the call")
+    }
+}
+
+#[tokio::test]
+async fn a_telnyx_call_is_answered_recorded_ingested_and_transcribed() {
+    let stack = LocalStack::start().await;
+    let number = "+15550100001";
+    let cookie = stack
+        .phone_owner(
+            "telnyx-owner@example.com",
+            number,
+            "telnyx",
+            json!({"record": true, "transcribe": true, "greeting": "Thanks for calling Parley."}),
+        )
+        .await;
+    let played = stack.play_inbound("telnyx", number).await;
+    assert!(played.recorded, "{played:?}");
+    let commands: Vec<_> = stack
+        .sandbox
+        .telnyx
+        .commands()
+        .into_iter()
+        .map(|c| (c.action, c.body))
+        .collect();
+    let actions: Vec<&str> = commands.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["answer", "speak", "record_start"], "{commands:?}");
+    assert_eq!(commands[1].1["payload"], "Thanks for calling Parley.");
+    assert_eq!(commands[2].1["channels"], "dual");
+    // Every command carries a command id derived from the call, and the answer our call's state.
+    assert!(commands.iter().all(|(_, b)| b["command_id"].is_string()));
+
+    // A late redelivery of every stored event sends no command twice.
+    stack
+        .db
+        .client
+        .execute("UPDATE webhook_events SET status = 'received'", &[])
+        .await
+        .unwrap();
+    let ids: Vec<uuid::Uuid> = stack
+        .db
+        .client
+        .query("SELECT id FROM webhook_events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let call_queue = stack
+        .routes
+        .iter()
+        .find(|r| r.function == "call-worker")
+        .unwrap();
+    for id in &ids {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&call_queue.queue_url)
+            .message_body(json!({ "event": id }).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let db = &stack.db;
+    stack
+        .pump_while(&["call-worker"], "the redeliveries", || async {
+            let left: i64 = db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM webhook_events WHERE status <> 'processed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            left == 0
+        })
+        .await;
+    assert_eq!(
+        stack.sandbox.telnyx.commands().len(),
+        3,
+        "no command was sent twice"
+    );
+
+    // Ingest and transcription.
+    let done = || async {
+        let calls = stack.get(&cookie, "/api/calls").await;
+        let Some(recording) = calls["items"][0]["recording_ids"][0].as_str() else {
+            return false;
+        };
+        let t = stack
+            .get(
+                &cookie,
+                &format!("/api/recordings/{recording}/transcriptions"),
+            )
+            .await;
+        t["items"][0]["status"] == "completed"
+    };
+    stack
+        .pump_while(&[], "ingest and transcription", done)
+        .await;
+    let calls = stack.get(&cookie, "/api/calls").await;
+    let call = &calls["items"][0];
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["direction"], "inbound");
+    assert_eq!(call["provider"], "telnyx");
+    assert_eq!(call["to"], number);
+    assert_eq!(call["hangup_cause"], "normal_clearing");
+    let recording_id = call["recording_ids"][0].as_str().unwrap();
+    let recording = stack
+        .get(&cookie, &format!("/api/recordings/{recording_id}"))
+        .await;
+    assert_eq!(recording["recording"]["status"], "ready", "{recording}");
+    assert!(recording["recording"]["duration_seconds"].as_f64().unwrap() > 0.5);
+    let one = stack
+        .get(
+            &cookie,
+            &format!("/api/calls/{}", call["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(one["call"]["id"], call["id"]);
+}
+
+#[tokio::test]
+async fn a_signalwire_call_is_answered_with_cxml_recorded_and_transcribed() {
+    let stack = LocalStack::start().await;
+    let number = "+15550100002";
+    let cookie = stack
+        .phone_owner(
+            "signalwire-owner@example.com",
+            number,
+            "signalwire",
+            json!({"record": true, "transcribe": true, "greeting": "Hello <there> & welcome"}),
+        )
+        .await;
+    let played = stack.play_inbound("signalwire", number).await;
+    assert!(played.recorded, "{played:?}");
+    assert!(
+        played
+            .steps
+            .iter()
+            .any(|s| s == "cXML ← Say, Record, Hangup"),
+        "{played:?}"
+    );
+    let done = || async {
+        let calls = stack.get(&cookie, "/api/calls").await;
+        let Some(recording) = calls["items"][0]["recording_ids"][0].as_str() else {
+            return false;
+        };
+        let t = stack
+            .get(
+                &cookie,
+                &format!("/api/recordings/{recording}/transcriptions"),
+            )
+            .await;
+        t["items"][0]["status"] == "completed"
+    };
+    stack
+        .pump_while(&[], "ingest and transcription", done)
+        .await;
+    let calls = stack.get(&cookie, "/api/calls").await;
+    assert_eq!(calls["items"].as_array().unwrap().len(), 1);
+    let call = &calls["items"][0];
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["provider"], "signalwire");
+    assert_eq!(call["duration_seconds"], 1);
+}
+
+#[tokio::test]
+async fn an_outbound_call_is_dialled_recorded_and_can_be_hung_up() {
+    let stack = LocalStack::start().await;
+    let number = "+15550100003";
+    let cookie = stack
+        .phone_owner(
+            "caller@example.com",
+            number,
+            "telnyx",
+            json!({"record": true}),
+        )
+        .await;
+    let placed = stack
+        .http
+        .post(stack.api.url("/api/calls"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .json(&json!({"from": number, "to": "+15559990000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 202);
+    let placed: Value = placed.json().await.unwrap();
+    assert_eq!(placed["call"]["status"], "queued");
+    let id = placed["call"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/calls/{id}");
+    let done = || async {
+        let call = stack.get(&cookie, &path).await;
+        call["call"]["recording_ids"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    };
+    stack
+        .pump_while(&[], "the outbound call's recording", done)
+        .await;
+    let call = stack.get(&cookie, &path).await;
+    assert_eq!(call["call"]["direction"], "outbound");
+    assert_eq!(call["call"]["status"], "completed", "{call}");
+    let dial = &stack.sandbox.telnyx.dials()[0];
+    assert_eq!(dial["to"], "+15559990000");
+    assert_eq!(dial["from"], number);
+    assert_eq!(
+        dial["connection_id"],
+        shared::local::telephony::SANDBOX_CONNECTION_ID
+    );
+    assert!(
+        dial["client_state"].is_string(),
+        "client_state is set on the dial itself"
+    );
+
+    // A call that has ended cannot be hung up; one never dialled is canceled.
+    let again = stack
+        .http
+        .post(stack.api.url(&format!("{path}/hangup")))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+}
+
+#[tokio::test]
+async fn forged_duplicate_and_reordered_telnyx_events() {
+    let stack = LocalStack::start().await;
+    let number = "+15550100004";
+    let _cookie = stack
+        .phone_owner(
+            "order@example.com",
+            number,
+            "telnyx",
+            json!({"record": false}),
+        )
+        .await;
+    let url = stack.api.url("/webhooks/telnyx");
+    let event = |kind: &str, id: &str, extra: Value| {
+        let mut payload = json!({
+            "call_control_id": "v3:reordered", "call_leg_id": "leg-r", "call_session_id": "session-r",
+            "connection_id": shared::local::telephony::SANDBOX_CONNECTION_ID,
+            "from": "+15557654321", "to": number, "direction": "incoming", "state": "parked",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            payload[k] = v.clone();
+        }
+        json!({"data": {"record_type": "event", "event_type": kind, "id": id,
+                        "occurred_at": "2026-12-05T10:00:00.000000Z", "payload": payload}})
+        .to_string()
+    };
+    let post = |body: String, signed_by_sandbox: bool| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signature = if signed_by_sandbox {
+            stack.sandbox.telnyx.sign(now, body.as_bytes())
+        } else {
+            let forger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+            shared::vendors::telnyx::signature::sign(&forger, now, body.as_bytes())
+        };
+        stack
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("telnyx-timestamp", now.to_string())
+            .header("telnyx-signature-ed25519", signature)
+            .body(body)
+            .send()
+    };
+    // A forged event is refused and stores nothing.
+    let forged = post(event("call.initiated", "forged-1", json!({})), false)
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let stored: i64 = stack
+        .db
+        .client
+        .query_one("SELECT count(*) FROM webhook_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+    // The hangup arrives before the call's first event, and twice.
+    let hangup = event(
+        "call.hangup",
+        "evt-hangup",
+        json!({"hangup_cause": "originator_cancel", "hangup_source": "caller"}),
+    );
+    let first: Value = post(hangup.clone(), true)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["duplicate"], false);
+    let second: Value = post(hangup, true).await.unwrap().json().await.unwrap();
+    assert_eq!(second["duplicate"], true);
+    let initiated = post(event("call.initiated", "evt-initiated", json!({})), true)
+        .await
+        .unwrap();
+    assert_eq!(initiated.status(), 200);
+    let db = &stack.db;
+    stack
+        .pump_while(&["call-worker"], "both events", || async {
+            let n: i64 = db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM webhook_events WHERE status = 'processed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 2
+        })
+        .await;
+    let status: String = stack
+        .db
+        .client
+        .query_one("SELECT status FROM calls", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "canceled");
+    assert!(
+        stack.sandbox.telnyx.commands().is_empty(),
+        "an ended call is never answered"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_telnyx_link_is_refetched_and_a_vanished_recording_fails_clearly() {
+    let stack = LocalStack::start().await;
+    let number = "+15550100005";
+    let cookie = stack
+        .phone_owner(
+            "expiry@example.com",
+            number,
+            "telnyx",
+            json!({"record": true}),
+        )
+        .await;
+    // The call ends and its recording.saved is applied, but nothing is ingested yet.
+    stack.play_inbound("telnyx", number).await;
+    let db = &stack.db;
+    stack
+        .pump_while(&["call-worker"], "the recording event", || async {
+            let n: i64 = db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM webhook_events WHERE status <> 'processed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 0
+        })
+        .await;
+    // Ten minutes pass: every link the event carried has expired.
+    stack.sandbox.telnyx.expire_urls();
+    let has_recording = || async {
+        let calls = stack.get(&cookie, "/api/calls").await;
+        calls["items"][0]["recording_ids"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    };
+    stack
+        .pump_while(
+            &["recording-ingest"],
+            "the refetched recording",
+            has_recording,
+        )
+        .await;
+
+    // A second call whose recording is gone from Telnyx as well: the job fails, nothing is left.
+    stack.play_inbound("telnyx", number).await;
+    stack
+        .pump_while(&["call-worker"], "the second recording event", || async {
+            let n: i64 = db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM webhook_events WHERE status <> 'processed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 0
+        })
+        .await;
+    stack.sandbox.telnyx.expire_urls();
+    let saved: Value = serde_json::from_slice(
+        &stack
+            .db
+            .client
+            .query_one(
+                "SELECT body FROM webhook_events WHERE event_type = 'call.recording.saved'
+                  ORDER BY received_at DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, Vec<u8>>(0),
+    )
+    .unwrap();
+    let recording_id = saved["data"]["payload"]["recording_id"].as_str().unwrap();
+    let deleted = stack
+        .http
+        .delete(format!(
+            "{}/v2/recordings/{recording_id}",
+            stack.sandbox.base_url
+        ))
+        .bearer_auth(shared::vendors::telnyx::config::SANDBOX_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    stack
+        .pump_while(&["recording-ingest"], "the failed ingest", || async {
+            let n: i64 = db
+                .client
+                .query_one("SELECT count(*) FROM calls WHERE error IS NOT NULL", &[])
+                .await
+                .unwrap()
+                .get(0);
+            n == 1
+        })
+        .await;
+    let recordings: i64 = stack
+        .db
+        .client
+        .query_one("SELECT count(*) FROM recordings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recordings, 1, "only the first call's recording exists");
+    let error: String = stack
+        .db
+        .client
+        .query_one("SELECT error FROM calls WHERE error IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(error.contains("Telnyx"), "{error}");
 }

@@ -117,7 +117,26 @@ pub async fn bench(args: &[String]) -> Result {
     let pg = Postgres::find_or_start(&root).await?;
     let database = format!("parley_bench_{}", std::process::id());
     let url = pg.create_database_if_missing(&database).await?;
-    let outcome = measure(&root, &release, &pgbench, &url, &names, &options).await;
+    // The receivers send to SQS on their measured path: moto_server stands in, as in `cargo xtask dev`.
+    let moto = if names.contains(&"telnyx-webhook") {
+        Some(start_moto(&root).await?)
+    } else {
+        None
+    };
+    let outcome = measure(
+        &root,
+        &release,
+        &pgbench,
+        &url,
+        &names,
+        &options,
+        moto.as_ref().map(|(_, sqs)| sqs),
+    )
+    .await;
+    if let Some((mut child, _)) = moto {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let dropped = drop_database(pg.admin_url(), &database).await;
     pg.stop();
     let (floor, functions, db) = outcome?;
@@ -149,6 +168,38 @@ pub async fn bench(args: &[String]) -> Result {
     Ok(())
 }
 
+/// moto_server on a free port with the call queue on it.
+async fn start_moto(root: &Path) -> Result<(std::process::Child, workload::Sqs)> {
+    let bin = xtask::tools::ensure_venv(root)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let child = Command::new(bin.join("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting moto_server: {e}"))?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let sqs = shared::local::sqs_client(&endpoint);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        match sqs.create_queue().queue_name("bench-calls").send().await {
+            Ok(out) => break out.queue_url.unwrap_or_default(),
+            Err(e) if Instant::now() > deadline => return Err(format!("moto_server: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    Ok((
+        child,
+        workload::Sqs {
+            endpoint,
+            call_queue_url: url,
+        },
+    ))
+}
+
 /// Seeds the database, runs pgbench, then every binary cold and warm.
 async fn measure(
     root: &Path,
@@ -157,6 +208,7 @@ async fn measure(
     url: &str,
     names: &[&str],
     options: &Options,
+    sqs: Option<&workload::Sqs>,
 ) -> Result<(Measured, Vec<Measured>, DatabaseFloor)> {
     let applied = xtask::postgres::migrate(url).await?;
     println!("bench database migrated ({} migrations)", applied.len());
@@ -186,9 +238,10 @@ async fn measure(
         .map(|t| Run {
             target: t,
             binary: release.join(t.name),
-            env: workload::function_env(t.name, url),
+            env: workload::function_env(t.name, url, sqs),
             log: logs.join(format!("{}.log", t.name)),
             event: Bytes::from(t.event.to_string()),
+            sent: std::sync::atomic::AtomicU64::new(1),
         })
         .collect();
     for run in &runs {
@@ -261,6 +314,8 @@ struct Run<'a> {
     env: Vec<(String, String)>,
     log: PathBuf,
     event: Bytes,
+    /// Invocations so far, numbering fresh events.
+    sent: std::sync::atomic::AtomicU64,
 }
 
 /// A running function process and the emulator it polls.
@@ -270,6 +325,17 @@ struct Process {
 }
 
 impl Run<'_> {
+    /// The event for the next invocation.
+    fn next_event(&self) -> Bytes {
+        match self.target.fresh {
+            Some(make) => {
+                let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Bytes::from(make(n).to_string())
+            }
+            None => self.event.clone(),
+        }
+    }
+
     fn command(&self, emulator: &Emulator) -> Result<tokio::process::Command> {
         let log = std::fs::OpenOptions::new()
             .append(true)
@@ -292,7 +358,7 @@ impl Run<'_> {
     /// exec → first response, in a new process (which then ends).
     async fn cold_start(&self) -> Result<Duration> {
         let emulator = Emulator::start(self.target.name, TIMEOUT).await?;
-        let pending = emulator.submit(self.event.clone());
+        let pending = emulator.submit(self.next_event());
         let mut cmd = self.command(&emulator)?;
         let started = Instant::now();
         let child = cmd
@@ -317,7 +383,7 @@ impl Run<'_> {
 impl Process {
     /// One invocation: from queuing the event to the response's arrival.
     async fn invoke(&mut self, run: &Run<'_>) -> Result<Duration> {
-        let pending = self.emulator.submit(run.event.clone());
+        let pending = self.emulator.submit(run.next_event());
         let queued = Instant::now();
         Ok(self.answer(run, pending).await? - queued)
     }

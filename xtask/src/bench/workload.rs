@@ -10,13 +10,24 @@ use xtask::Result;
 pub const FLOOR: &str = "bench-floor";
 
 /// Every measured binary, floor first, in the order of [`targets`].
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     FLOOR,
     "me",
     "recordings-list",
     "transcriptions-get",
     "assemblyai-webhook",
+    "telnyx-webhook",
 ];
+
+/// The bench's Telnyx signing key; the receiver is given its public half as `TELNYX_PUBLIC_KEY`.
+const TELNYX_SEED: [u8; 32] = *b"parley-bench-telnyx-signing-key!";
+
+/// `TELNYX_PUBLIC_KEY` for the bench's key.
+pub fn telnyx_public_key() -> String {
+    use base64::Engine;
+    let key = ed25519_dalek::SigningKey::from_bytes(&TELNYX_SEED);
+    base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes())
+}
 
 /// Recordings seeded for the list: more than a page (20), so the answer carries a signed cursor.
 const RECORDINGS: usize = 25;
@@ -35,6 +46,48 @@ pub struct Target {
     pub path: &'static str,
     pub event: Value,
     pub expected_status: u64,
+    /// A new event for every invocation (a receiver stores each event once: a repeat would time
+    /// the duplicate path); `None` repeats `event`.
+    pub fresh: Option<fn(u64) -> Value>,
+}
+
+/// A signed Telnyx `call.initiated` with its own event id: the receiver verifies, stores and
+/// enqueues every one (the path a real call takes).
+pub fn telnyx_event(n: u64) -> Value {
+    let body = json!({
+        "data": {
+            "record_type": "event",
+            "event_type": "call.initiated",
+            "id": format!("0ccc7b54-4df3-4bca-a65a-{n:012}"),
+            "occurred_at": "2026-12-05T03:00:00.000000Z",
+            "payload": {
+                "call_control_id": "v3:bench-call-control-id",
+                "call_leg_id": "428c31b6-7af4-4bcb-b68e-5013ef9657c1",
+                "call_session_id": "428c31b6-abf3-479b-a4f8-be8f3d4a4c6e",
+                "connection_id": "1494404757140276705",
+                "client_state": null,
+                "direction": "incoming",
+                "from": "+15557654321",
+                "to": "+15550100001",
+                "state": "parked",
+                "start_time": "2026-12-05T03:00:00.000000Z"
+            }
+        },
+        "meta": { "attempt": 1, "delivered_to": "https://r3pmxmplak.execute-api.us-east-1.amazonaws.com/webhooks/telnyx" }
+    })
+    .to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = ed25519_dalek::SigningKey::from_bytes(&TELNYX_SEED);
+    let signature = shared::vendors::telnyx::signature::sign(&key, now, body.as_bytes());
+    let mut event = Event::new("POST", "/webhooks/telnyx", "/webhooks/telnyx".into());
+    event.headers = vec![
+        ("content-type", "application/json".into()),
+        ("user-agent", "Telnyx Webhooks".into()),
+        ("telnyx-timestamp", now.to_string()),
+        ("telnyx-signature-ed25519", signature),
+    ];
+    event.body = Some(body);
+    event.to_json()
 }
 
 /// Rows the requests refer to.
@@ -274,24 +327,28 @@ pub fn targets(seeded: &Seeded) -> Vec<Target> {
             path: "hello world: parses the `me` event as JSON, answers a constant",
             event: me.clone(),
             expected_status: 200,
+            fresh: None,
         },
         Target {
             name: "me",
             path: "`GET /api/me`: session cookie → the session statement → the user",
             event: me,
             expected_status: 200,
+            fresh: None,
         },
         Target {
             name: "recordings-list",
             path: "`GET /api/recordings`: session, then a page of 20 of 25 recordings with a signed cursor",
             event: list,
             expected_status: 200,
+            fresh: None,
         },
         Target {
             name: "transcriptions-get",
             path: "`GET /api/transcriptions/{id}`: session, then a completed job with its words",
             event: job.to_json(),
             expected_status: 200,
+            fresh: None,
         },
         Target {
             name: "assemblyai-webhook",
@@ -299,6 +356,15 @@ pub fn targets(seeded: &Seeded) -> Vec<Target> {
                    answered as already final (the path that sends nothing to SQS)",
             event: webhook.to_json(),
             expected_status: 200,
+            fresh: None,
+        },
+        Target {
+            name: "telnyx-webhook",
+            path: "`POST /webhooks/telnyx`, a new signed event each time: Ed25519 check, one INSERT, \
+                   one SQS SendMessage (to moto_server)",
+            event: telnyx_event(0),
+            expected_status: 200,
+            fresh: Some(telnyx_event),
         },
     ]
 }
@@ -306,7 +372,7 @@ pub fn targets(seeded: &Seeded) -> Vec<Target> {
 /// What Lambda and template.yaml give a function, with local stand-ins for AWS and the vendors.
 /// Nothing here is contacted on the measured paths: R2 and SQS point at a closed port, so a path
 /// that did call them would fail the bench instead of timing a stand-in.
-pub fn function_env(name: &str, database_url: &str) -> Vec<(String, String)> {
+pub fn function_env(name: &str, database_url: &str, sqs: Option<&Sqs>) -> Vec<(String, String)> {
     let date = time::OffsetDateTime::now_utc().date();
     let stream = format!(
         "{:04}/{:02}/{:02}/[$LATEST]{}",
@@ -359,5 +425,19 @@ pub fn function_env(name: &str, database_url: &str) -> Vec<(String, String)> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(sqs.into_iter().flat_map(|sqs| {
+        // The receivers enqueue on the measured path: a real SQS API (moto_server) answers.
+        [
+            ("CALL_QUEUE_URL".to_owned(), sqs.call_queue_url.clone()),
+            ("AWS_ENDPOINT_URL_SQS".to_owned(), sqs.endpoint.clone()),
+            ("TELNYX_PUBLIC_KEY".to_owned(), telnyx_public_key()),
+        ]
+    }))
     .collect()
+}
+
+/// moto_server's SQS and the call queue on it.
+pub struct Sqs {
+    pub endpoint: String,
+    pub call_queue_url: String,
 }
