@@ -307,7 +307,10 @@ async fn a_recording_round_trips_through_the_real_binaries() {
         .await
         .unwrap();
     assert_eq!(bad_body.status(), 400);
-    assert_eq!(bad_body.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        bad_body.headers()["content-type"],
+        "application/problem+json"
+    );
 
     let gone = http
         .delete(api.url(&format!("/api/recordings/{id}")))

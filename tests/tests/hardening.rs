@@ -270,7 +270,9 @@ async fn a_deployed_stage_accepts_only_secure_cookie_names_and_bearer_and_always
         "me",
     )
     .await;
-    let set_cookie = refreshed.header("set-cookie").expect("the cookie is re-set");
+    let set_cookie = refreshed
+        .header("set-cookie")
+        .expect("the cookie is re-set");
     assert!(set_cookie.ends_with("; Secure"), "{set_cookie}");
     db.drop_db().await;
 }
@@ -384,9 +386,7 @@ async fn bytes_that_are_not_utf8_are_a_problem_json_400() {
             .body("{}");
         let answer = Answer::from_response(
             app.http
-                .serve(event.request(), |_| async {
-                    Ok(shared::api::no_content())
-                })
+                .serve(event.request(), |_| async { Ok(shared::api::no_content()) })
                 .await
                 .unwrap(),
         );

@@ -811,7 +811,10 @@ async fn a_refused_upload_put_again_is_swept_until_its_url_has_expired() {
     assert_eq!(sweep(&c).await.failed_objects_removed, 1);
     assert!(!c.object_exists(&url).await);
     let after = sweep(&c).await;
-    assert_eq!(after.failed_objects_removed, 0, "nothing can arrive any more");
+    assert_eq!(
+        after.failed_objects_removed, 0,
+        "nothing can arrive any more"
+    );
     assert_eq!(after.failures, 0);
     c.db.drop_db().await;
 }
@@ -901,7 +904,11 @@ async fn a_replay_after_the_upload_url_expired_gets_a_fresh_url_for_the_same_rec
     let replay = c.call("upload", send()).await;
     assert_eq!(replay.status, 201, "{}", replay.body);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(replay.body["recording"]["id"], id.as_str(), "the same recording");
+    assert_eq!(
+        replay.body["recording"]["id"],
+        id.as_str(),
+        "the same recording"
+    );
     let expires_at = time::OffsetDateTime::parse(
         replay.body["upload"]["expires_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
@@ -927,7 +934,10 @@ async fn a_replay_after_the_upload_url_expired_gets_a_fresh_url_for_the_same_rec
     let late = c.call("upload", send()).await;
     late.assert_problem(409, "conflict");
     assert!(
-        late.body["detail"].as_str().unwrap().contains("already uploaded"),
+        late.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already uploaded"),
         "{}",
         late.body
     );

@@ -779,7 +779,10 @@ async fn a_refused_submission_fails_at_once_with_a_fixed_code() {
     let t = c.get(&token, &id).await.body["transcription"].clone();
     assert_eq!(t["status"], "failed");
     assert_eq!(t["error"]["code"], "vendor_rejected");
-    assert!(!t.to_string().contains("language_code is not supported"), "{t}");
+    assert!(
+        !t.to_string().contains("language_code is not supported"),
+        "{t}"
+    );
     c.vendor.verify().await;
 }
 
@@ -1364,9 +1367,12 @@ async fn signed_callback_urls_pass_a_forged_mac_is_refused_and_old_urls_still_wo
     assert_eq!(c.queue_depth().await, 0);
 
     // The job's own MAC but a wrong secret header: the per-job check still applies.
-    c.call("webhook", c.callback_event(&id, Some(&good), "not-the-secret"))
-        .await
-        .assert_problem(401, "invalid-callback-credentials");
+    c.call(
+        "webhook",
+        c.callback_event(&id, Some(&good), "not-the-secret"),
+    )
+    .await
+    .assert_problem(401, "invalid-callback-credentials");
 
     // The URL the worker gives AssemblyAI is accepted.
     let signed = c
@@ -1376,7 +1382,9 @@ async fn signed_callback_urls_pass_a_forged_mac_is_refused_and_old_urls_still_wo
     assert_eq!(c.queue_depth().await, 1);
 
     // A job submitted before URLs were signed calls back without `sig`: today's check admits it.
-    let legacy = c.call("webhook", c.callback_event(&id, None, &secret)).await;
+    let legacy = c
+        .call("webhook", c.callback_event(&id, None, &secret))
+        .await;
     assert_eq!(legacy.status, 200, "{}", legacy.body);
     assert_eq!(c.queue_depth().await, 2);
 }

@@ -159,7 +159,12 @@ impl Http {
         // The headers Parley reads are ASCII by their specs; bytes beyond it (which API Gateway
         // passes on inside its UTF-8 JSON event) are a malformed request, said so, not a guess.
         for name in &READ_HEADERS {
-            if req.headers().get_all(name).iter().any(|v| v.to_str().is_err()) {
+            if req
+                .headers()
+                .get_all(name)
+                .iter()
+                .any(|v| v.to_str().is_err())
+            {
                 return Err(ApiError::BadRequest {
                     detail: format!("the {name} header must be visible ASCII"),
                     field: Some(name.as_str().to_owned()),

@@ -407,7 +407,10 @@ fn to_presigned(request: &aws_sdk_s3::presigning::PresignedRequest) -> Presigned
 /// `x-amzn-trace-id` from `_X_AMZN_TRACE_ID` before signing (aws-runtime's `recursion_detection`),
 /// and SigV4 leaves that header unsigned. Passed on, it would leak the trace id and make a browser
 /// send a header R2's CORS rule does not allow.
-fn signed_only<'a>(url: &str, headers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+fn signed_only<'a>(
+    url: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
     let signed: Vec<String> = url
         .split_once('?')
         .map(|(_, query)| query)
@@ -468,7 +471,10 @@ mod tests {
             ("content-type", "audio/wav"),
             ("Content-Length", "44"),
             ("if-none-match", "*"),
-            ("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793"),
+            (
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            ),
             ("user-agent", "aws-sdk-rust"),
         ];
         let kept = signed_only(url, headers.into_iter());

@@ -826,16 +826,17 @@ impl TranscriptionWorker {
             ],
         )
         .await?;
-        let unconfirmed = db::query(&client,
-                "UPDATE transcriptions
+        let unconfirmed = db::query(
+            &client,
+            "UPDATE transcriptions
                     SET status = 'failed', updated_at = now(),
                         error = 'interrupted'
                   WHERE status IN ('queued', 'processing') AND vendor_transcript_id IS NULL
                     AND submit_started_at < now() - make_interval(secs => $1)
                  RETURNING id",
-                &[(&self.settings.unconfirmed_after.as_secs_f64(), Type::FLOAT8)],
-            )
-            .await?;
+            &[(&self.settings.unconfirmed_after.as_secs_f64(), Type::FLOAT8)],
+        )
+        .await?;
         drop(client);
         for row in &unconfirmed {
             let id: Uuid = row.get(0);
