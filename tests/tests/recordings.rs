@@ -43,6 +43,10 @@ async fn ctx(extra: &[(&'static str, &str)]) -> Ctx {
 
 impl Ctx {
     async fn call(&self, function: &str, event: Event) -> Answer {
+        Box::pin(self.call_unboxed(function, event)).await
+    }
+
+    async fn call_unboxed(&self, function: &str, event: Event) -> Answer {
         let req = event.request();
         let app = &self.app;
         let r = &self.recordings;
@@ -758,10 +762,14 @@ async fn an_idempotency_key_replays_the_same_upload_and_refuses_a_different_body
     c.db.drop_db().await;
 }
 
+/// One sweeper run; boxed, so a long test does not hold the run's state on its stack.
 async fn sweep(c: &Ctx) -> shared::domain::recordings::SweepReport {
-    recordings_sweeper::handle(&c.recordings, parley_tests::events::scheduled())
-        .await
-        .unwrap()
+    Box::pin(recordings_sweeper::handle(
+        &c.recordings,
+        parley_tests::events::scheduled(),
+    ))
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

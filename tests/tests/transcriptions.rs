@@ -1419,7 +1419,7 @@ async fn a_forged_callback_is_refused_without_a_database_query() {
     };
     let id = Uuid::new_v4().to_string();
     let forged = signer.sign(Uuid::new_v4());
-    for sig in [forged.as_str(), "AAAAAAAAAAAAAAAAAAAAAA", "not base64!"] {
+    for sig in [forged.as_str(), "AAAAAAAAAAAAAAAAAAAAAA", "not-base64!"] {
         call(c.callback_event(&id, Some(sig), "any-secret"))
             .await
             .assert_problem(401, "invalid-callback-credentials");

@@ -124,7 +124,8 @@ impl Http {
         let apigw_request_id = apigw_request_id.unwrap_or_default();
         let origin = self.cors.allowed_origin(req.headers()).map(str::to_owned);
 
-        let (outcome, user) = auth::with_request_user(async {
+        // Boxed: the handler's future is large, and this keeps `serve`'s own future small.
+        let (outcome, user) = auth::with_request_user(Box::pin(async {
             if method == Method::OPTIONS {
                 self.preflight(&req, origin.as_deref())
             } else {
@@ -133,7 +134,7 @@ impl Http {
                     Err(e) => Err(e),
                 }
             }
-        })
+        }))
         .await;
         let mut response = outcome.unwrap_or_else(|e| e.to_response(&request_id));
         apply_headers(response.headers_mut(), origin.as_deref());
