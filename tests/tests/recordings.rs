@@ -977,3 +977,23 @@ async fn a_signed_cursor_with_an_extreme_time_is_a_422_not_a_500() {
     }
     c.db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_json_array_is_not_an_upload_request() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("array@example.com", 3600).await;
+    // The hostile client's body: serde would read a struct from it by position.
+    let answer = c
+        .upload(&token, json!(["audio/wav", 1000, "array.wav"]))
+        .await;
+    answer.assert_problem(422, "validation-failed");
+    assert_eq!(answer.body["errors"][0]["field"], "body");
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0, "nothing was created");
+    c.db.drop_db().await;
+}

@@ -1150,6 +1150,10 @@ async fn realtime_tokens_come_from_assemblyai_and_never_carry_the_key() {
         a.assert_problem(422, "validation-failed");
         assert_eq!(a.body["errors"][0]["field"], "expires_in_seconds");
     }
+    // The hostile client's `[600]`: a body is an object, never a struct read from an array.
+    let array = c.call("token", call(json!([600]))).await;
+    array.assert_problem(422, "validation-failed");
+    assert_eq!(array.body["errors"][0]["field"], "body");
     c.vendor.verify().await;
 
     // A refused key is a 502 that names no key; an outage is a 503.
@@ -1471,4 +1475,48 @@ async fn a_job_held_by_another_delivery_stays_queued_on_the_last_delivery() {
     assert_eq!(row.get::<_, &str>(0), "queued");
     assert_eq!(row.get::<_, Option<&str>>(2), None, "no error recorded");
     assert!(c.vendor.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_signed_transcriptions_cursor_with_an_extreme_time_is_a_422() {
+    use shared::domain::paging::{Cursors, Position};
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("cursor-t@example.com").await;
+    let user: i32 =
+        c.db.client
+            .query_one(
+                "SELECT owner_id FROM recordings WHERE id = $1::text::uuid",
+                &[&recording.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    let cursors = Cursors::new(
+        c.app.settings.require_cursor_key().unwrap(),
+        "transcriptions",
+    );
+    let cursor = cursors.encode(
+        shared::domain::UserId::new(user),
+        Position {
+            created_at: time::Date::from_calendar_date(-5000, time::Month::January, 1)
+                .unwrap()
+                .midnight()
+                .assume_utc(),
+            id: Uuid::now_v7(),
+        },
+    );
+    let answer = c
+        .call(
+            "list",
+            Event::new(
+                "GET",
+                &format!("/api/recordings/{recording}/transcriptions"),
+            )
+            .path_param("id", &recording.to_string())
+            .query(&format!("cursor={cursor}"))
+            .header("authorization", &bearer(&token)),
+        )
+        .await;
+    answer.assert_problem(422, "validation-failed");
+    assert_eq!(answer.body["errors"][0]["field"], "cursor");
 }

@@ -869,3 +869,21 @@ async fn speech_answers_its_owner_only() {
     .assert_problem(401, "unauthenticated");
     assert_eq!(c.get(&alice, &id).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_json_array_is_not_a_speech_request() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("array-tts@example.com", 3600).await;
+    let answer = c
+        .create(&token, json!(["Hello from an array", "abc"]), None)
+        .await;
+    answer.assert_problem(422, "validation-failed");
+    assert_eq!(answer.body["errors"][0]["field"], "body");
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM tts_jobs", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0, "nothing was queued");
+}
