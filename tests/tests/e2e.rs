@@ -200,6 +200,15 @@ async fn a_recording_round_trips_through_the_real_binaries() {
     let created: Value = created.json().await.unwrap();
     let id = created["recording"]["id"].as_str().unwrap().to_owned();
     let upload = &created["upload"];
+    // watch sets _X_AMZN_TRACE_ID on every invocation, as Lambda does: the upload headers are
+    // still exactly the signed ones (no x-amzn-trace-id), which R2's CORS rule allows.
+    let names: Vec<&str> = upload["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, ["content-length", "content-type", "if-none-match"]);
     let mut put = http.put(upload["url"].as_str().unwrap());
     for (name, value) in upload["headers"].as_object().unwrap() {
         put = put.header(name.as_str(), value.as_str().unwrap());
@@ -269,6 +278,39 @@ async fn a_recording_round_trips_through_the_real_binaries() {
         .await
         .unwrap();
     assert_eq!(bytes.to_vec(), wav);
+
+    // Bytes that are not UTF-8, in a header Parley reads or in a JSON body: a problem+json 400.
+    let bad_header = http
+        .post(api.url("/api/recordings/uploads"))
+        .header("cookie", cookie(&alice))
+        .header("origin", origin)
+        .header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes(b"key-\xff\xfe").unwrap(),
+        )
+        .json(&serde_json::json!({"content_type": "audio/wav", "size_bytes": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_header.status(), 400);
+    assert_eq!(
+        bad_header.headers()["content-type"],
+        "application/problem+json"
+    );
+    let bad_body = http
+        .post(api.url("/api/recordings/uploads"))
+        .header("cookie", cookie(&alice))
+        .header("origin", origin)
+        .header("content-type", "application/json")
+        .body(b"{\"content_type\":\"audio/wav\xff\",\"size_bytes\":10}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_body.status(), 400);
+    assert_eq!(
+        bad_body.headers()["content-type"],
+        "application/problem+json"
+    );
 
     let gone = http
         .delete(api.url(&format!("/api/recordings/{id}")))

@@ -30,8 +30,9 @@ async fn health(app: &App, event: Event) -> Answer {
     )
 }
 
+/// `me`'s policy: a read-only function, so a cookie GET needs no Origin (sign-out's writes still do).
 fn app(db: &TestDb) -> App {
-    App::from_settings("test", db.settings(&[]))
+    App::from_settings(me::FUNCTION, db.settings(&[]))
 }
 
 #[tokio::test]

@@ -43,6 +43,10 @@ async fn ctx(extra: &[(&'static str, &str)]) -> Ctx {
 
 impl Ctx {
     async fn call(&self, function: &str, event: Event) -> Answer {
+        Box::pin(self.call_unboxed(function, event)).await
+    }
+
+    async fn call_unboxed(&self, function: &str, event: Event) -> Answer {
         let req = event.request();
         let app = &self.app;
         let r = &self.recordings;
@@ -755,5 +759,241 @@ async fn an_idempotency_key_replays_the_same_upload_and_refuses_a_different_body
     c.call("upload", send(body, "bad key with spaces"))
         .await
         .assert_problem(400, "malformed-request");
+    c.db.drop_db().await;
+}
+
+/// One sweeper run; boxed, so a long test does not hold the run's state on its stack.
+async fn sweep(c: &Ctx) -> shared::domain::recordings::SweepReport {
+    Box::pin(recordings_sweeper::handle(
+        &c.recordings,
+        parley_tests::events::scheduled(),
+    ))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_upload_put_again_is_swept_until_its_url_has_expired() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("reupload@example.com", 3600).await;
+    let html = b"<html><script>alert(1)</script></html>".to_vec();
+    let created = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": html.len()}),
+        )
+        .await;
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+    let upload = created.body["upload"].clone();
+    let url = upload["url"].as_str().unwrap().to_owned();
+    assert!(put(&upload, html.clone()).await.is_success());
+    c.on("complete", "POST", &id, &token, "/complete")
+        .await
+        .assert_problem(422, "validation-failed");
+    assert!(!c.object_exists(&url).await);
+
+    // The presigned PUT is still valid: the same bytes go up again, after the refusal.
+    assert!(put(&upload, html.clone()).await.is_success());
+    assert!(c.object_exists(&url).await);
+    let report = sweep(&c).await;
+    assert_eq!(report.failed_objects_removed, 1, "{report:?}");
+    assert!(!c.object_exists(&url).await, "the re-upload is swept");
+
+    // While the URL lives, every sweep clears again: a third PUT is swept too.
+    assert!(put(&upload, html.clone()).await.is_success());
+    assert_eq!(sweep(&c).await.failed_objects_removed, 1);
+    assert!(!c.object_exists(&url).await);
+
+    // The URL expired after the last clearing: one more clearing, which catches a PUT made just
+    // before the expiry, and then the recording is done with.
+    c.db.client
+        .execute(
+            "UPDATE recordings SET upload_expires_at = now() - interval '1 minute',
+                    object_cleared_at = now() - interval '2 minutes'
+             WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert!(put(&upload, html.clone()).await.is_success());
+    assert_eq!(sweep(&c).await.failed_objects_removed, 1);
+    assert!(!c.object_exists(&url).await);
+    let after = sweep(&c).await;
+    assert_eq!(
+        after.failed_objects_removed, 0,
+        "nothing can arrive any more"
+    );
+    assert_eq!(after.failures, 0);
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn only_a_ready_recording_offers_a_download_link() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("links@example.com", 3600).await;
+    // Pending: nothing uploaded yet.
+    let pending = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": 100}),
+        )
+        .await;
+    let pending_id = pending.body["recording"]["id"].as_str().unwrap().to_owned();
+    let got = c.on("get", "GET", &pending_id, &token, "").await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["recording"]["status"], "pending_upload");
+    assert_eq!(got.body["recording"]["download_url"], Value::Null);
+    assert_eq!(got.body["recording"]["download_expires_at"], Value::Null);
+
+    // Refused: the bytes lied about their type.
+    let html = b"<html>not audio</html>".to_vec();
+    let refused = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": html.len()}),
+        )
+        .await;
+    let refused_id = refused.body["recording"]["id"].as_str().unwrap().to_owned();
+    assert!(put(&refused.body["upload"], html).await.is_success());
+    c.on("complete", "POST", &refused_id, &token, "/complete")
+        .await
+        .assert_problem(422, "validation-failed");
+    let got = c.on("get", "GET", &refused_id, &token, "").await;
+    assert_eq!(got.body["recording"]["status"], "failed");
+    assert_eq!(got.body["recording"]["download_url"], Value::Null);
+
+    // Ready: the link is there and works.
+    let wav = shared::platform::audio::silent_wav(0.2, 8000);
+    let ready = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": wav.len()}),
+        )
+        .await;
+    let ready_id = ready.body["recording"]["id"].as_str().unwrap().to_owned();
+    assert!(put(&ready.body["upload"], wav).await.is_success());
+    assert_eq!(
+        c.on("complete", "POST", &ready_id, &token, "/complete")
+            .await
+            .status,
+        200
+    );
+    let got = c.on("get", "GET", &ready_id, &token, "").await;
+    let link = got.body["recording"]["download_url"].as_str().unwrap();
+    assert!(reqwest::get(link).await.unwrap().status().is_success());
+    assert!(got.body["recording"]["download_expires_at"].is_string());
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_replay_after_the_upload_url_expired_gets_a_fresh_url_for_the_same_recording() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("stale@example.com", 3600).await;
+    let wav = shared::platform::audio::silent_wav(0.2, 8000);
+    let body = json!({"content_type": "audio/wav", "size_bytes": wav.len()});
+    let send = || {
+        Event::new("POST", "/api/recordings/uploads")
+            .header("authorization", &bearer(&token))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "stale-1")
+            .body(&body.to_string())
+    };
+    let first = c.call("upload", send()).await;
+    assert_eq!(first.status, 201);
+    let id = first.body["recording"]["id"].as_str().unwrap().to_owned();
+    // A fresh replay hands back the stored answer as it is.
+    let fresh = c.call("upload", send()).await;
+    assert_eq!(fresh.body["upload"], first.body["upload"]);
+
+    // The stored URL has expired (the record outlives it by days).
+    let expire_stored = "UPDATE idempotency_records
+         SET response = jsonb_set(response, '{body,upload,expires_at}', '\"2026-01-01T00:00:00Z\"')";
+    c.db.client.execute(expire_stored, &[]).await.unwrap();
+    let replay = c.call("upload", send()).await;
+    assert_eq!(replay.status, 201, "{}", replay.body);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        replay.body["recording"]["id"],
+        id.as_str(),
+        "the same recording"
+    );
+    let expires_at = time::OffsetDateTime::parse(
+        replay.body["upload"]["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(expires_at > time::OffsetDateTime::now_utc() + time::Duration::minutes(10));
+    let url = replay.body["upload"]["url"].as_str().unwrap();
+    assert!(url.contains(&format!("/recordings/{id}.wav?")), "{url}");
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 1, "no second recording");
+    // The fresh URL works and the recording completes.
+    assert!(put(&replay.body["upload"], wav).await.is_success());
+    let done = c.on("complete", "POST", &id, &token, "/complete").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    // Once uploaded, a stale replay gets a clear 409, never a dead link.
+    c.db.client.execute(expire_stored, &[]).await.unwrap();
+    let late = c.call("upload", send()).await;
+    late.assert_problem(409, "conflict");
+    assert!(
+        late.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already uploaded"),
+        "{}",
+        late.body
+    );
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_signed_cursor_with_an_extreme_time_is_a_422_not_a_500() {
+    use shared::domain::paging::{Cursors, Position};
+    let c = ctx(&[]).await;
+    let (user, token) = c.db.session("cursor@example.com", 3600).await;
+    // Signed with the stage's own key, as the hostile client did with the local one.
+    let cursors = Cursors::new(c.app.settings.require_cursor_key().unwrap(), "recordings");
+    for year in [-5000, 1] {
+        let created_at = time::Date::from_calendar_date(year, time::Month::January, 1)
+            .unwrap()
+            .midnight()
+            .assume_utc();
+        let cursor = cursors.encode(
+            shared::domain::UserId::new(user),
+            Position {
+                created_at,
+                id: uuid::Uuid::now_v7(),
+            },
+        );
+        let answer = c.list(&token, &format!("cursor={cursor}")).await;
+        answer.assert_problem(422, "validation-failed");
+        assert_eq!(answer.body["errors"][0]["field"], "cursor");
+    }
+    c.db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_an_upload_request() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("array@example.com", 3600).await;
+    // The hostile client's body: serde would read a struct from it by position.
+    let answer = c
+        .upload(&token, json!(["audio/wav", 1000, "array.wav"]))
+        .await;
+    answer.assert_problem(422, "validation-failed");
+    assert_eq!(answer.body["errors"][0]["field"], "body");
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM recordings", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0, "nothing was created");
     c.db.drop_db().await;
 }

@@ -170,8 +170,11 @@ impl Ctx {
             "webhook" => {
                 let queue =
                     shared::platform::queue::JobQueue::new(self.sqs.clone(), &self.route.queue_url);
+                let signer = app.callback_signer().unwrap();
                 app.http
-                    .serve(req, |req| assemblyai_webhook::handle(app, &queue, req))
+                    .serve(req, |req| {
+                        assemblyai_webhook::handle(app, &queue, &signer, req)
+                    })
                     .await
             }
             "token" => {
@@ -370,8 +373,14 @@ impl Ctx {
             .sum()
     }
 
+    /// The callback URL the worker gives AssemblyAI: the job id and its MAC.
     fn webhook_url(&self, id: &str) -> String {
-        format!("{BACKEND}/webhooks/assemblyai?transcription_id={id}")
+        let sig = self
+            .app
+            .callback_signer()
+            .unwrap()
+            .sign(Uuid::parse_str(id).unwrap());
+        format!("{BACKEND}/webhooks/assemblyai?transcription_id={id}&sig={sig}")
     }
 
     async fn mount_create(
@@ -666,13 +675,17 @@ async fn a_vendor_failing_forever_ends_failed_and_the_message_goes_to_the_dlq() 
     assert_eq!(failed.len(), 1);
     let row = c.row(&id).await;
     assert_eq!(row.get::<_, &str>(0), "failed");
+    // Only the code is stored; the vendor's words went to the log line.
     let error: String = row.get(2);
-    assert!(error.contains("Internal server error"), "{error}");
-    assert!(error.contains("gave up after 5 attempts"), "{error}");
-    assert!(!error.contains(KEY));
+    assert_eq!(error, "vendor_unavailable");
     let got = c.get(&token, &id).await;
     assert_eq!(got.body["transcription"]["status"], "failed");
-    assert_eq!(got.body["transcription"]["error"], error);
+    assert_eq!(
+        got.body["transcription"]["error"],
+        json!({"code": "vendor_unavailable",
+               "message": "the vendor stayed unavailable through every retry; request the job again later"})
+    );
+    assert!(!got.body.to_string().contains("Internal server error"));
 }
 
 #[tokio::test]
@@ -736,15 +749,15 @@ async fn a_vendor_error_status_fails_the_job_with_its_message() {
     c.drain(far_deadline()).await;
     let t = c.get(&token, &id).await.body["transcription"].clone();
     assert_eq!(t["status"], "failed");
-    assert_eq!(
-        t["error"],
-        "Download error, unable to download https://r2.example/x.wav"
-    );
+    // AssemblyAI's message names a URL: it stays in the logs, the owner gets the fixed code.
+    assert_eq!(t["error"]["code"], "audio_unreadable");
+    assert_eq!(t["error"]["message"], "the audio could not be read");
+    assert!(!t.to_string().contains("r2.example"), "{t}");
     assert_eq!(t["text"], Value::Null);
 }
 
 #[tokio::test]
-async fn a_refused_submission_fails_at_once_with_the_vendor_message() {
+async fn a_refused_submission_fails_at_once_with_a_fixed_code() {
     let c = ctx().await;
     let (token, recording) = c.user_with_recording("bad@example.com").await;
     let id = c.queued(&token, recording).await;
@@ -765,9 +778,10 @@ async fn a_refused_submission_fails_at_once_with_the_vendor_message() {
     );
     let t = c.get(&token, &id).await.body["transcription"].clone();
     assert_eq!(t["status"], "failed");
-    assert_eq!(
-        t["error"],
-        "AssemblyAI refused the job (400): language_code is not supported"
+    assert_eq!(t["error"]["code"], "vendor_rejected");
+    assert!(
+        !t.to_string().contains("language_code is not supported"),
+        "{t}"
     );
     c.vendor.verify().await;
 }
@@ -1136,6 +1150,10 @@ async fn realtime_tokens_come_from_assemblyai_and_never_carry_the_key() {
         a.assert_problem(422, "validation-failed");
         assert_eq!(a.body["errors"][0]["field"], "expires_in_seconds");
     }
+    // The hostile client's `[600]`: a body is an object, never a struct read from an array.
+    let array = c.call("token", call(json!([600]))).await;
+    array.assert_problem(422, "validation-failed");
+    assert_eq!(array.body["errors"][0]["field"], "body");
     c.vendor.verify().await;
 
     // A refused key is a 502 that names no key; an outage is a 503.
@@ -1309,10 +1327,196 @@ async fn the_reconciler_fails_submissions_that_were_never_confirmed() {
     for id in &ids {
         let t = c.get(&token, id).await.body["transcription"].clone();
         assert_eq!(t["status"], "failed");
-        assert!(t["error"].as_str().unwrap().contains("never confirmed"));
+        assert_eq!(t["error"]["code"], "interrupted");
     }
     assert_eq!(
         report.resent, 0,
         "a job that may have been paid is never resent"
     );
+}
+
+impl Ctx {
+    /// A callback for job `id` at `/webhooks/assemblyai?transcription_id=<id>[&sig=<sig>]`.
+    fn callback_event(&self, id: &str, sig: Option<&str>, secret: &str) -> Event {
+        let query = match sig {
+            Some(sig) => format!("transcription_id={id}&sig={sig}"),
+            None => format!("transcription_id={id}"),
+        };
+        Event::new("POST", "/webhooks/assemblyai")
+            .query(&query)
+            .header("content-type", "application/json")
+            .header("x-parley-webhook-secret", secret)
+            .body(&json!({"transcript_id": "tr-signed", "status": "completed"}).to_string())
+    }
+}
+
+#[tokio::test]
+async fn signed_callback_urls_pass_a_forged_mac_is_refused_and_old_urls_still_work() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("signed@example.com").await;
+    let id = c.queued(&token, recording).await;
+    c.drain_without_vendor().await;
+    let secret = c.secret(&id).await;
+    let signer = c.app.callback_signer().unwrap();
+    let good = signer.sign(Uuid::parse_str(&id).unwrap());
+    let other = signer.sign(Uuid::new_v4());
+
+    // Another job's MAC, even with this job's secret header: refused, nothing queued.
+    c.call("webhook", c.callback_event(&id, Some(&other), &secret))
+        .await
+        .assert_problem(401, "invalid-callback-credentials");
+    c.call("webhook", c.callback_event(&id, Some("AAAA"), &secret))
+        .await
+        .assert_problem(401, "invalid-callback-credentials");
+    assert_eq!(c.queue_depth().await, 0);
+
+    // The job's own MAC but a wrong secret header: the per-job check still applies.
+    c.call(
+        "webhook",
+        c.callback_event(&id, Some(&good), "not-the-secret"),
+    )
+    .await
+    .assert_problem(401, "invalid-callback-credentials");
+
+    // The URL the worker gives AssemblyAI is accepted.
+    let signed = c
+        .call("webhook", c.callback_event(&id, Some(&good), &secret))
+        .await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    assert_eq!(c.queue_depth().await, 1);
+
+    // A job submitted before URLs were signed calls back without `sig`: today's check admits it.
+    let legacy = c
+        .call("webhook", c.callback_event(&id, None, &secret))
+        .await;
+    assert_eq!(legacy.status, 200, "{}", legacy.body);
+    assert_eq!(c.queue_depth().await, 2);
+}
+
+#[tokio::test]
+async fn a_forged_callback_is_refused_without_a_database_query() {
+    let c = ctx().await;
+    // Same queue and keys, but the database is a closed port: any query would be a 503.
+    let settings = parley_tests::settings_with(
+        &parley_tests::dead_database_url(),
+        &[
+            ("DB_CONNECT_TIMEOUT_MS", "500"),
+            ("DB_ACQUIRE_TIMEOUT_MS", "500"),
+            ("TRANSCRIPTION_QUEUE_URL", c.route.queue_url.as_str()),
+        ],
+    );
+    let app = App::from_settings(assemblyai_webhook::FUNCTION, settings);
+    let queue = shared::platform::queue::JobQueue::new(c.sqs.clone(), &c.route.queue_url);
+    let signer = app.callback_signer().unwrap();
+    let call = |event: Event| {
+        let (app, queue, signer) = (&app, &queue, &signer);
+        async move {
+            Answer::from_response(
+                app.http
+                    .serve(event.request(), |req| {
+                        assemblyai_webhook::handle(app, queue, signer, req)
+                    })
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let id = Uuid::new_v4().to_string();
+    let forged = signer.sign(Uuid::new_v4());
+    for sig in [forged.as_str(), "AAAAAAAAAAAAAAAAAAAAAA", "not-base64!"] {
+        call(c.callback_event(&id, Some(sig), "any-secret"))
+            .await
+            .assert_problem(401, "invalid-callback-credentials");
+    }
+    // The control: a callback that must be looked up does reach the (dead) database.
+    call(c.callback_event(&id, None, "any-secret"))
+        .await
+        .assert_problem(503, "service-unavailable");
+    let valid = signer.sign(Uuid::parse_str(&id).unwrap());
+    call(c.callback_event(&id, Some(&valid), "any-secret"))
+        .await
+        .assert_problem(503, "service-unavailable");
+    assert_eq!(c.queue_depth().await, 0);
+}
+
+#[tokio::test]
+async fn a_job_held_by_another_delivery_stays_queued_on_the_last_delivery() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("race@example.com").await;
+    let id = c.queued(&token, recording).await;
+    c.drain_without_vendor().await;
+    // Another delivery checkpointed the submission and holds its lease: it is talking to AssemblyAI.
+    c.db.client
+        .execute(
+            "UPDATE transcriptions SET submit_started_at = now() WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let held = c
+        .app
+        .idempotency
+        .claim(
+            "transcription-worker:submit",
+            &id,
+            &json!({ "transcription_id": id }),
+            far_deadline(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        held,
+        shared::platform::idempotency::Claim::Acquired(_)
+    ));
+    // The queue's last delivery (receive count 5) must not fail a job someone else is finishing.
+    let failed = c.deliver(&json!({"transcription_id": id}), 5).await;
+    assert_eq!(failed.len(), 1, "left for another delivery");
+    let row = c.row(&id).await;
+    assert_eq!(row.get::<_, &str>(0), "queued");
+    assert_eq!(row.get::<_, Option<&str>>(2), None, "no error recorded");
+    assert!(c.vendor.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_signed_transcriptions_cursor_with_an_extreme_time_is_a_422() {
+    use shared::domain::paging::{Cursors, Position};
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("cursor-t@example.com").await;
+    let user: i32 =
+        c.db.client
+            .query_one(
+                "SELECT owner_id FROM recordings WHERE id = $1::text::uuid",
+                &[&recording.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    let cursors = Cursors::new(
+        c.app.settings.require_cursor_key().unwrap(),
+        "transcriptions",
+    );
+    let cursor = cursors.encode(
+        shared::domain::UserId::new(user),
+        Position {
+            created_at: time::Date::from_calendar_date(-5000, time::Month::January, 1)
+                .unwrap()
+                .midnight()
+                .assume_utc(),
+            id: Uuid::now_v7(),
+        },
+    );
+    let answer = c
+        .call(
+            "list",
+            Event::new(
+                "GET",
+                &format!("/api/recordings/{recording}/transcriptions"),
+            )
+            .path_param("id", &recording.to_string())
+            .query(&format!("cursor={cursor}"))
+            .header("authorization", &bearer(&token)),
+        )
+        .await;
+    answer.assert_problem(422, "validation-failed");
+    assert_eq!(answer.body["errors"][0]["field"], "cursor");
 }

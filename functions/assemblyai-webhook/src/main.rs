@@ -7,9 +7,11 @@ async fn main() -> Result<(), Error> {
         shared::platform::queue::sqs_client().await,
         app.settings.require_transcription_queue()?,
     );
+    let signer = app.callback_signer()?;
     run(service_fn(|req| {
-        app.http
-            .serve(req, |req| assemblyai_webhook::handle(&app, &queue, req))
+        app.http.serve(req, |req| {
+            assemblyai_webhook::handle(&app, &queue, &signer, req)
+        })
     }))
     .await
 }

@@ -26,6 +26,7 @@ pub async fn handle(
         function = FUNCTION,
         cold_start,
         abandoned_removed = report.abandoned_removed,
+        failed_objects_removed = report.failed_objects_removed,
         deletions_completed = report.deletions_completed,
         failures = report.failures,
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,

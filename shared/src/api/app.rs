@@ -11,7 +11,7 @@ use crate::domain::calls::worker::CallWorker;
 use crate::domain::paging::Cursors;
 use crate::domain::recordings::Recordings;
 use crate::domain::speech::jobs::{TtsJobs, TtsWorker};
-use crate::domain::transcriptions::{TranscriptionWorker, Transcriptions};
+use crate::domain::transcriptions::{CallbackSigner, TranscriptionWorker, Transcriptions};
 use crate::platform::db::{self, DbPool};
 use crate::platform::download::{DownloadPolicy, Downloader};
 use crate::platform::idempotency::{self, Idempotency};
@@ -98,6 +98,11 @@ impl App {
         Ok(Transcriptions::read_only(self.db.clone(), cursors))
     }
 
+    /// Signs (worker) and checks (webhook) the MAC on AssemblyAI callback URLs; init fails without its key.
+    pub fn callback_signer(&self) -> Result<CallbackSigner, ConfigError> {
+        Ok(CallbackSigner::new(self.settings.require_callback_key()?))
+    }
+
     /// The AssemblyAI client; init fails without a key.
     pub fn assemblyai(&self) -> Result<AssemblyAi, ConfigError> {
         let settings = self.settings.require_assemblyai()?;
@@ -124,6 +129,7 @@ impl App {
         check(self.settings.require_assemblyai().map(drop));
         check(self.settings.require_backend_url().map(drop));
         check(self.settings.require_transcription_queue().map(drop));
+        check(self.settings.require_callback_key().map(drop));
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -134,6 +140,7 @@ impl App {
             idempotency: self.idempotency.clone(),
             queue: JobQueue::new(sqs, self.settings.require_transcription_queue()?),
             backend_url: self.settings.require_backend_url()?.to_owned(),
+            callbacks: self.callback_signer()?,
             settings: self.settings.transcription,
             max_receive_count: self.settings.queues.max_receive_count,
         })

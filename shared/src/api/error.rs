@@ -26,6 +26,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// The function was invoked with a method its route does not take; `allow` lists the one it does.
+    #[error("this resource only accepts {allow}")]
+    MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     Conflict(String),
     #[error("request body exceeds {limit} bytes")]
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not-found",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
@@ -120,6 +125,7 @@ impl ApiError {
             ApiError::Unauthenticated => "Authentication required",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound => "Not found",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "Payload too large",
             ApiError::UnsupportedMediaType => "Unsupported media type",
@@ -184,6 +190,11 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         if matches!(self, ApiError::Unauthenticated) {
             response

@@ -19,6 +19,27 @@ pub async fn once<F>(
 where
     F: std::future::Future<Output = ApiResult>,
 {
+    once_refreshing(idempotency, scope, req, payload, run, |stored| async {
+        Ok(stored)
+    })
+    .await
+}
+
+/// [`once`], for answers that age: a replay hands the stored body to `refresh`, which returns the body
+/// to send (e.g. with an expired link renewed) or an error to answer with instead.
+pub async fn once_refreshing<F, R, RF>(
+    idempotency: &Idempotency,
+    scope: &str,
+    req: &lambda_http::Request,
+    payload: &Value,
+    run: F,
+    refresh: R,
+) -> ApiResult
+where
+    F: std::future::Future<Output = ApiResult>,
+    R: FnOnce(Value) -> RF,
+    RF: std::future::Future<Output = Result<Value, ApiError>>,
+{
     let Some(raw) = req.headers().get("idempotency-key") else {
         return run.await;
     };
@@ -37,7 +58,8 @@ where
             let status = stored["status"]
                 .as_u64()
                 .and_then(|s| http::StatusCode::from_u16(s as u16).ok());
-            let mut response = json(status.unwrap_or(http::StatusCode::OK), &stored["body"])?;
+            let body = refresh(stored["body"].clone()).await?;
+            let mut response = json(status.unwrap_or(http::StatusCode::OK), &body)?;
             response.headers_mut().insert(
                 "idempotent-replayed",
                 http::HeaderValue::from_static("true"),

@@ -25,6 +25,14 @@ fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Request headers whose values Parley reads as text.
+const READ_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::ORIGIN,
+    HeaderName::from_static("idempotency-key"),
+];
+
 /// The origins allowed to call with credentials, and the one place CORS headers are decided.
 #[derive(Debug, Clone)]
 pub struct Cors {
@@ -49,6 +57,23 @@ impl Cors {
     }
 }
 
+/// The functions whose every route only reads (each is `GET` in template.yaml; tests/tests/hardening.rs
+/// checks it). Every other function changes state whatever method it is invoked with (a Lambda can be
+/// invoked with any), so its cookie requests always need an allowed Origin: the CSRF guard asks what the
+/// function does, not what the request's method claims.
+pub const READ_ONLY_FUNCTIONS: &[&str] = &[
+    "calls-get",
+    "calls-list",
+    "health",
+    "me",
+    "phone-numbers-list",
+    "recordings-get",
+    "recordings-list",
+    "transcriptions-get",
+    "transcriptions-list",
+    "tts-get",
+];
+
 /// Per-function HTTP policy: built once per cold start, wraps every request.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -57,6 +82,8 @@ pub struct Http {
     pub max_body_bytes: usize,
     /// Webhook receivers only: also admit `application/x-www-form-urlencoded` bodies.
     pub accepts_forms: bool,
+    /// In [`READ_ONLY_FUNCTIONS`]: a cookie `GET`/`HEAD` needs no Origin.
+    pub reads_only: bool,
 }
 
 impl Http {
@@ -66,6 +93,7 @@ impl Http {
             cors,
             max_body_bytes,
             accepts_forms: false,
+            reads_only: READ_ONLY_FUNCTIONS.contains(&function),
         }
     }
 
@@ -93,29 +121,40 @@ impl Http {
             .unwrap_or_default();
         let method = req.method().clone();
         let path = req.raw_http_path().to_owned();
-        let route = req
+        // API Gateway's own id for the request (its access log's `requestId`), next to Lambda's.
+        let (route, apigw_request_id) = req
             .request_context_ref()
-            .and_then(|c| match c {
-                lambda_http::request::RequestContext::ApiGatewayV2(c) => c.route_key.clone(),
+            .map(|c| match c {
+                lambda_http::request::RequestContext::ApiGatewayV2(c) => {
+                    (c.route_key.clone(), c.request_id.clone())
+                }
                 #[allow(unreachable_patterns)]
-                _ => None,
+                _ => (None, None),
             })
             .unwrap_or_default();
+        let route = route.unwrap_or_default();
+        let apigw_request_id = apigw_request_id.unwrap_or_default();
         let origin = self.cors.allowed_origin(req.headers()).map(str::to_owned);
 
-        let outcome = if method == Method::OPTIONS {
-            self.preflight(&req, origin.as_deref())
-        } else {
-            match self.admit(&req, origin.as_deref()) {
-                Ok(()) => handler(req).await,
-                Err(e) => Err(e),
+        // Boxed: the handler's future is large, and this keeps `serve`'s own future small.
+        let (outcome, user) = auth::with_request_user(Box::pin(async {
+            if method == Method::OPTIONS {
+                self.preflight(&req, origin.as_deref())
+            } else {
+                match self.admit(&req, origin.as_deref()) {
+                    Ok(()) => handler(req).await,
+                    Err(e) => Err(e),
+                }
             }
-        };
+        }))
+        .await;
         let mut response = outcome.unwrap_or_else(|e| e.to_response(&request_id));
         apply_headers(response.headers_mut(), origin.as_deref());
 
         tracing::info!(
             request_id,
+            apigw_request_id,
+            user_id = user.map(|u| u.get()),
             function = self.function,
             cold_start,
             method = %method,
@@ -130,6 +169,21 @@ impl Http {
 
     /// Checks that apply before any handler runs: body size and type, and CSRF for cookie sessions.
     fn admit(&self, req: &Request, origin: Option<&str>) -> Result<(), ApiError> {
+        // The headers Parley reads are ASCII by their specs; bytes beyond it (which API Gateway
+        // passes on inside its UTF-8 JSON event) are a malformed request, said so, not a guess.
+        for name in &READ_HEADERS {
+            if req
+                .headers()
+                .get_all(name)
+                .iter()
+                .any(|v| v.to_str().is_err())
+            {
+                return Err(ApiError::BadRequest {
+                    detail: format!("the {name} header must be visible ASCII"),
+                    field: Some(name.as_str().to_owned()),
+                });
+            }
+        }
         let body: &[u8] = req.body().as_ref();
         if body.len() > self.max_body_bytes {
             return Err(ApiError::PayloadTooLarge {
@@ -141,9 +195,9 @@ impl Http {
         if !body.is_empty() && !is_json_content_type(content_type) && !form {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let only_reads = self.reads_only && matches!(*req.method(), Method::GET | Method::HEAD);
         let cookie_session = matches!(auth::credentials(req.headers()), Some(c) if matches!(c.source, TokenSource::Cookie(_)));
-        if changes_state && cookie_session && origin.is_none() {
+        if !only_reads && cookie_session && origin.is_none() {
             // Cookies ride along on cross-site requests; the Origin header is what a browser can't fake.
             return Err(ApiError::Forbidden(
                 "a cookie-authenticated request that changes state must carry an allowed Origin header".to_owned(),

@@ -33,6 +33,9 @@ pub struct Settings {
     /// Keys the HMAC that makes pagination cursors tamper-proof (`CURSOR_SECRET`); `None` when a
     /// deployed stage did not give this function one (only listing functions need it).
     pub cursor_secret: Option<SecretString>,
+    /// Keys the MAC on AssemblyAI callback URLs (`CALLBACK_SECRET`); `None` when a deployed stage
+    /// did not give this function one (only the transcription worker and the webhook need it).
+    pub callback_secret: Option<SecretString>,
     /// Public base URL of this API (`BACKEND_URL`), for vendor callbacks; required by the workers.
     pub backend_url: Option<String>,
     /// The public base URL vendors call (`PUBLIC_BASE_URL`), when it is not API Gateway's own
@@ -74,9 +77,14 @@ pub struct SessionSettings {
     pub max_age: Duration,
     /// Auth.js `session.updateAge`: how often the expiry slides forward.
     pub update_age: Duration,
+    /// Outside `local`: only `__Secure-` cookie names (and Bearer) are sessions, and a re-set
+    /// cookie is always `Secure`.
+    pub secure_cookies_only: bool,
 }
 
-/// Used only in the local stage, so cursors work before any secret is configured.
+/// Used only in the local stage, so callbacks are signed before any secret is configured.
+const LOCAL_CALLBACK_SECRET: &str = "parley-local-callback-secret-not-for-deployment";
+
 /// Used only in the local stage, so cursors work before any secret is configured.
 const LOCAL_CURSOR_SECRET: &str = "parley-local-development-secret-not-for-deployment";
 
@@ -122,7 +130,8 @@ impl Settings {
             1024,
             R2_MAX_PUT_BYTES,
         );
-        let cursor_secret = cursor_secret(&mut r);
+        let cursor_secret = secret_key(&mut r, "CURSOR_SECRET", LOCAL_CURSOR_SECRET);
+        let callback_secret = secret_key(&mut r, "CALLBACK_SECRET", LOCAL_CALLBACK_SECRET);
         let backend_url = r.base_url("BACKEND_URL", None);
         let public_base_url = r.base_url("PUBLIC_BASE_URL", None);
         let queues = QueueSettings {
@@ -153,11 +162,13 @@ impl Settings {
             session: SessionSettings {
                 max_age: Duration::from_secs(max_age),
                 update_age: Duration::from_secs(update_age),
+                secure_cookies_only: stage.is_deployed(),
             },
             max_body_bytes,
             storage,
             recording_max_bytes,
             cursor_secret,
+            callback_secret,
             backend_url,
             public_base_url,
             queues,
@@ -236,6 +247,16 @@ impl Settings {
         })
     }
 
+    /// The key of the callback URLs' MAC, for the transcription worker and the AssemblyAI webhook.
+    pub fn require_callback_key(&self) -> Result<&SecretString, ConfigError> {
+        self.callback_secret.as_ref().ok_or_else(|| {
+            ConfigError::single(
+                "CALLBACK_SECRET",
+                "this function signs or checks AssemblyAI callback URLs and needs their key",
+            )
+        })
+    }
+
     /// The R2 settings, or an init error naming what is missing.
     pub fn require_storage(&self) -> Result<&StorageSettings, ConfigError> {
         self.storage.as_ref().ok_or_else(|| {
@@ -247,18 +268,20 @@ impl Settings {
     }
 }
 
-fn cursor_secret(r: &mut Reader) -> Option<SecretString> {
-    match r.get("CURSOR_SECRET") {
+/// An HMAC key variable: 32+ characters; a fixed stand-in locally, `None` when a deployed stage
+/// did not set it (the functions that need it refuse to start).
+fn secret_key(r: &mut Reader, name: &'static str, local: &str) -> Option<SecretString> {
+    match r.get(name) {
         Some(secret) if secret.len() >= 32 => Some(SecretString::from(secret)),
         Some(_) => {
             r.problem(
-                "CURSOR_SECRET",
+                name,
                 "must be at least 32 characters (e.g. `openssl rand -base64 33`)",
             );
             None
         }
         None if r.stage.is_deployed() => None,
-        None => Some(SecretString::from(LOCAL_CURSOR_SECRET)),
+        None => Some(SecretString::from(local)),
     }
 }
 
@@ -456,8 +479,10 @@ mod tests {
         assert!(secrets::parse_secret_json(r#"{"A":{"nested":1}}"#).is_err());
     }
 
+    const TLS_URL: &str = "postgres://parley:hunter2-secret@db.example.com/parley?sslmode=require";
+
     const DEPLOYED: &[(&str, &str)] = &[
-        ("DATABASE_URL", URL),
+        ("DATABASE_URL", TLS_URL),
         ("PARLEY_STAGE", "prod"),
         ("CORS_ORIGINS", "https://app.example.com"),
         ("CURSOR_SECRET", "0123456789abcdef0123456789abcdef0123"),
@@ -561,5 +586,46 @@ mod tests {
             settings(&vars).unwrap_err().problems[0].variable,
             "TELNYX_PUBLIC_KEY"
         );
+    }
+
+    #[test]
+    fn deployed_stages_refuse_a_database_url_that_may_travel_in_clear() {
+        for (url, ok) in [
+            (URL, false),
+            ("postgres://u:hunter2-secret@h/db?sslmode=prefer", false),
+            ("postgres://u:hunter2-secret@h/db?sslmode=disable", false),
+            ("postgres://u:hunter2-secret@h/db?sslmode=require", true),
+            ("postgres://u:hunter2-secret@h/db?sslmode=verify-ca", true),
+            (
+                "postgresql://u:hunter2-secret@h/db?sslmode=verify-full&sslrootcert=system",
+                true,
+            ),
+        ] {
+            for stage in ["dev", "staging", "prod"] {
+                let mut vars = DEPLOYED.to_vec();
+                vars.retain(|(k, _)| *k != "DATABASE_URL" && *k != "PARLEY_STAGE");
+                vars.extend([("DATABASE_URL", url), ("PARLEY_STAGE", stage)]);
+                match settings(&vars) {
+                    Ok(_) => assert!(ok, "{stage}: {url} was accepted"),
+                    Err(e) => {
+                        assert!(!ok, "{stage}: {url} was refused: {e}");
+                        assert_eq!(e.problems.len(), 1, "{e}");
+                        assert_eq!(e.problems[0].variable, "DATABASE_URL");
+                        assert!(e.problems[0].message.contains("sslmode=require"), "{e}");
+                        assert!(!e.to_string().contains("hunter2"), "{e}");
+                    }
+                }
+            }
+        }
+        // Neon's alias is held to the same rule, and named in the problem.
+        let e = settings(&[
+            ("NEON_PG_CONN", URL),
+            ("PARLEY_STAGE", "prod"),
+            ("CORS_ORIGINS", "https://app.example.com"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.problems[0].variable, "NEON_PG_CONN");
+        // The local stage keeps its plain loopback database.
+        assert!(settings(&[("DATABASE_URL", URL)]).is_ok());
     }
 }

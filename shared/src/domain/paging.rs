@@ -15,6 +15,8 @@ use crate::platform::db::{self, DbPool, Row, ToSql, Type};
 type HmacSha256 = Hmac<Sha256>;
 const TAG_LEN: usize = 16;
 const BODY_LEN: usize = 8 + 16;
+/// The years a cursor's timestamp may name.
+const CURSOR_YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 
 /// The last row of a page: listing continues strictly after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +165,11 @@ impl Cursors {
         mac.update(body);
         mac.verify_truncated_left(tag).ok()?;
         let micros = i64::from_be_bytes(body[..8].try_into().ok()?);
-        let created_at = OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1_000).ok()?;
+        let created_at = OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1_000)
+            .ok()
+            // Every row's time lies well inside this; outside it Postgres would refuse the bound
+            // (timestamptz ends at 4713 BC), which a signed but forged cursor must not turn into a 500.
+            .filter(|t| (CURSOR_YEARS).contains(&t.year()))?;
         let id = Uuid::from_slice(&body[8..]).ok()?;
         Some(Position { created_at, id })
     }
@@ -218,6 +224,25 @@ mod tests {
         match c.after(UserId::new(8), Some(&c.encode(UserId::new(7), at(1)))) {
             Err(Error::Invalid(errors)) => assert_eq!(errors[0].field, "cursor"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_signed_cursor_with_an_impossible_time_is_refused() {
+        let c = cursors();
+        for year in [-5000, 1, 1969] {
+            let created_at = time::Date::from_calendar_date(year, time::Month::January, 1)
+                .unwrap()
+                .midnight()
+                .assume_utc();
+            let cursor = c.encode(
+                UserId::new(1),
+                Position {
+                    created_at,
+                    id: Uuid::now_v7(),
+                },
+            );
+            assert_eq!(c.decode(UserId::new(1), &cursor), None, "{year}");
         }
     }
 

@@ -157,14 +157,26 @@ fn database_url(r: &mut Reader) -> Option<tokio_postgres::Config> {
         }
     };
     let url = SecretString::from(url);
+    let variable = if name == "DATABASE_URL" {
+        "DATABASE_URL"
+    } else {
+        "NEON_PG_CONN"
+    };
     match parse_database_url(url.expose_secret()) {
+        // A deployed stage talks to Neon over the internet: a URL that would let the driver fall back
+        // to plain text (no sslmode, `prefer`, `disable`) is refused before any connection is tried.
+        Ok(config) if r.stage.is_deployed() && config.get_ssl_mode() != SslMode::Require => {
+            r.problem(
+                variable,
+                format!(
+                    "must set sslmode=require (or verify-ca / verify-full) outside the local stage ({})",
+                    r.stage.as_str()
+                ),
+            );
+            None
+        }
         Ok(config) => Some(config),
         Err(reason) => {
-            let variable = if name == "DATABASE_URL" {
-                "DATABASE_URL"
-            } else {
-                "NEON_PG_CONN"
-            };
             r.problem(
                 variable,
                 format!("is not a usable PostgreSQL URL: {reason}"),

@@ -170,6 +170,9 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .connect_timeout(timeout.min(Duration::from_secs(3)))
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+        // Vendor keys travel in headers (ElevenLabs' `xi-api-key` is custom, so no client strips it
+        // on a cross-host hop): a redirect is answered as the vendor's refusal, never followed.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("the HTTP client configuration is static")
 }

@@ -399,16 +399,43 @@ fn presigning(expires_in: Duration) -> Result<PresigningConfig, StorageError> {
 }
 
 fn to_presigned(request: &aws_sdk_s3::presigning::PresignedRequest) -> Presigned {
-    let mut headers: Vec<(String, String)> = request
-        .headers()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    headers.sort();
+    let url = request.uri().to_owned();
     Presigned {
         method: request.method().to_owned(),
-        url: request.uri().to_owned(),
-        headers,
+        headers: signed_only(&url, request.headers()),
+        url,
     }
+}
+
+/// The request's headers that its signature covers, lower-cased and sorted. The SDK also puts
+/// unsigned ones on a presigned request: in a Lambda, its recursion-detection interceptor adds
+/// `x-amzn-trace-id` from `_X_AMZN_TRACE_ID` before signing (aws-runtime's `recursion_detection`),
+/// and SigV4 leaves that header unsigned. Passed on, it would leak the trace id and make a browser
+/// send a header R2's CORS rule does not allow.
+fn signed_only<'a>(
+    url: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    let signed: Vec<String> = url
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))
+        .map(|list| {
+            list.replace("%3B", ";")
+                .replace("%3b", ";")
+                .split(';')
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kept: Vec<(String, String)> = headers
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .filter(|(k, _)| signed.iter().any(|s| s == k))
+        .collect();
+    kept.sort();
+    kept
 }
 
 /// `attachment` with an ASCII fallback and the UTF-8 name (RFC 6266), safe in a header.
@@ -439,6 +466,33 @@ pub fn attachment(file_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_signed_headers_are_handed_to_the_uploader() {
+        let url = "https://r2.example/b/k.wav?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                   &X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match\
+                   &X-Amz-Signature=abc";
+        let headers = [
+            ("content-type", "audio/wav"),
+            ("Content-Length", "44"),
+            ("if-none-match", "*"),
+            (
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            ),
+            ("user-agent", "aws-sdk-rust"),
+        ];
+        let kept = signed_only(url, headers.into_iter());
+        assert_eq!(
+            kept,
+            vec![
+                ("content-length".to_owned(), "44".to_owned()),
+                ("content-type".to_owned(), "audio/wav".to_owned()),
+                ("if-none-match".to_owned(), "*".to_owned()),
+            ]
+        );
+        assert!(signed_only("https://r2.example/b/k", headers.into_iter()).is_empty());
+    }
 
     #[test]
     fn attachment_names_cannot_break_the_header() {

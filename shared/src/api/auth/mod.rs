@@ -24,6 +24,36 @@ pub const SESSION_COOKIES: [&str; 4] = [
     "next-auth.session-token",
 ];
 
+/// Which session cookies count. Outside `local` only the `__Secure-` names do: a browser sets those
+/// only over HTTPS with `Secure`, so a cookie planted over plain HTTP (or by a sibling subdomain)
+/// cannot pose as a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookiePolicy {
+    AnyName,
+    SecureOnly,
+}
+
+impl CookiePolicy {
+    fn accepts(self, name: &str) -> bool {
+        self == CookiePolicy::AnyName || name.starts_with("__Secure-")
+    }
+}
+
+tokio::task_local! {
+    /// The user a request authenticated as, for its log line (see `Http::serve`).
+    static REQUEST_USER: std::cell::Cell<Option<UserId>>;
+}
+
+/// Runs `fut` with a slot that [`Sessions::authenticate`] fills; returns its output and the user.
+pub async fn with_request_user<F: std::future::Future>(fut: F) -> (F::Output, Option<UserId>) {
+    REQUEST_USER
+        .scope(std::cell::Cell::new(None), async {
+            let out = fut.await;
+            (out, REQUEST_USER.with(|u| u.get()))
+        })
+        .await
+}
+
 /// Where the token came from: cookie sessions need CSRF protection, bearer tokens do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenSource {
@@ -69,6 +99,11 @@ pub struct Credentials {
 /// Finds the credentials in a request: `Authorization: Bearer` first, then the session cookies in
 /// [`SESSION_COOKIES`] order. Malformed cookie pairs are skipped, not fatal.
 pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    credentials_under(headers, CookiePolicy::AnyName)
+}
+
+/// [`credentials`], counting only the cookie names `policy` accepts.
+pub fn credentials_under(headers: &HeaderMap, policy: CookiePolicy) -> Option<Credentials> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value.to_str().unwrap_or("");
         let token = text
@@ -88,7 +123,10 @@ pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
                 continue;
             };
             let name = name.trim();
-            let Some(rank) = SESSION_COOKIES.iter().position(|n| *n == name) else {
+            let Some(rank) = SESSION_COOKIES
+                .iter()
+                .position(|n| *n == name && policy.accepts(n))
+            else {
                 continue;
             };
             // The first occurrence of the best-ranked name wins, as a browser orders them.
@@ -123,6 +161,8 @@ pub struct Session {
     pub source: TokenSource,
     /// True when this request slid the expiry forward; the cookie is then re-set with it.
     pub refreshed: bool,
+    /// A deployed stage: a re-set cookie is always `Secure`, whatever its name.
+    secure_only: bool,
     token: SessionToken,
 }
 
@@ -140,7 +180,7 @@ impl Session {
             .expires
             .format(&time::format_description::well_known::Rfc2822)
             .ok()?;
-        let secure = if name.starts_with("__Secure-") {
+        let secure = if self.secure_only || name.starts_with("__Secure-") {
             "; Secure"
         } else {
             ""
@@ -202,9 +242,17 @@ impl Sessions {
         Sessions { pool, settings }
     }
 
+    fn policy(&self) -> CookiePolicy {
+        if self.settings.secure_cookies_only {
+            CookiePolicy::SecureOnly
+        } else {
+            CookiePolicy::AnyName
+        }
+    }
+
     /// The caller's live session, or 401.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
-        let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
+        let creds = credentials_under(headers, self.policy()).ok_or(ApiError::Unauthenticated)?;
         let token = creds.token.ok_or(ApiError::Unauthenticated)?;
         let rows = db::fetch(
             &self.pool,
@@ -217,6 +265,9 @@ impl Sessions {
         )
         .await?;
         let row = rows.first().ok_or(ApiError::Unauthenticated)?;
+        let id: UserId = row.get(0);
+        // Outside a request scope (tests calling this directly) there is no log line to fill.
+        let _ = REQUEST_USER.try_with(|u| u.set(Some(id)));
         Ok(Session {
             user: User {
                 id: row.get(0),
@@ -227,6 +278,7 @@ impl Sessions {
             },
             expires: row.get(5),
             refreshed: row.get(6),
+            secure_only: self.settings.secure_cookies_only,
             source: creds.source,
             token,
         })
@@ -235,7 +287,7 @@ impl Sessions {
     /// Deletes the presented session, whatever its state: signing out twice is not an error.
     /// Returns the cookie to clear, if the token came from one; 401 when nothing was presented.
     pub async fn sign_out(&self, headers: &HeaderMap) -> Result<Option<&'static str>, ApiError> {
-        let creds = credentials(headers).ok_or(ApiError::Unauthenticated)?;
+        let creds = credentials_under(headers, self.policy()).ok_or(ApiError::Unauthenticated)?;
         if let Some(token) = &creds.token {
             db::fetch(
                 &self.pool,
@@ -282,6 +334,33 @@ mod tests {
             TokenSource::Cookie("__Secure-authjs.session-token")
         );
         assert_eq!(c.token.unwrap().expose(), "abc-123");
+    }
+
+    #[test]
+    fn a_deployed_policy_reads_only_the_secure_cookie_names() {
+        let plain = headers(&[(
+            "cookie",
+            "authjs.session-token=plain; next-auth.session-token=old",
+        )]);
+        assert!(credentials_under(&plain, CookiePolicy::SecureOnly).is_none());
+        assert!(credentials_under(&plain, CookiePolicy::AnyName).is_some());
+        let both = headers(&[(
+            "cookie",
+            "authjs.session-token=plain; __Secure-next-auth.session-token=v4",
+        )]);
+        let c = credentials_under(&both, CookiePolicy::SecureOnly).unwrap();
+        assert_eq!(
+            c.source,
+            TokenSource::Cookie("__Secure-next-auth.session-token")
+        );
+        assert_eq!(c.token.unwrap().expose(), "v4");
+        let bearer = headers(&[("authorization", "Bearer abc")]);
+        assert_eq!(
+            credentials_under(&bearer, CookiePolicy::SecureOnly)
+                .unwrap()
+                .source,
+            TokenSource::Bearer
+        );
     }
 
     #[test]

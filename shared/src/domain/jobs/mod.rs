@@ -46,6 +46,96 @@ impl Status {
     }
 }
 
+/// Why a job failed, as its owner sees it: one of a fixed set, each with a fixed message. What the
+/// vendor said and any internal cause go to the log line written when the job fails, never here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The vendor refused the job for a reason retrying will not fix.
+    VendorRejected,
+    /// The vendor (or a service the job needs) stayed unavailable through every retry.
+    VendorUnavailable,
+    /// The transcription service could not read the audio.
+    AudioUnreadable,
+    /// The job was interrupted after the paid request left; it is not repeated.
+    Interrupted,
+    /// The recording was deleted before it was transcribed.
+    RecordingDeleted,
+    /// The result was made but could not be stored.
+    StorageFailed,
+    /// Anything else.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::VendorRejected,
+        ErrorCode::VendorUnavailable,
+        ErrorCode::AudioUnreadable,
+        ErrorCode::Interrupted,
+        ErrorCode::RecordingDeleted,
+        ErrorCode::StorageFailed,
+        ErrorCode::Internal,
+    ];
+
+    /// The name stored in a job table's `error` column and sent as `error.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::VendorRejected => "vendor_rejected",
+            ErrorCode::VendorUnavailable => "vendor_unavailable",
+            ErrorCode::AudioUnreadable => "audio_unreadable",
+            ErrorCode::Interrupted => "interrupted",
+            ErrorCode::RecordingDeleted => "recording_deleted",
+            ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Reads a stored code; anything else (there should be nothing else) is `internal`.
+    pub fn parse(stored: &str) -> ErrorCode {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == stored)
+            .unwrap_or(ErrorCode::Internal)
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::VendorRejected => "the vendor refused this job; retrying it will not help",
+            ErrorCode::VendorUnavailable => {
+                "the vendor stayed unavailable through every retry; request the job again later"
+            }
+            ErrorCode::AudioUnreadable => "the audio could not be read",
+            ErrorCode::Interrupted => {
+                "the job was interrupted after it was sent and is not repeated, so it is never paid twice; request it again"
+            }
+            ErrorCode::RecordingDeleted => "the recording was deleted before it was processed",
+            ErrorCode::StorageFailed => "the result could not be stored; request the job again",
+            ErrorCode::Internal => "an internal error stopped the job",
+        }
+    }
+}
+
+/// A failed job's public `error`: `{"code": …, "message": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PublicError {
+    pub code: ErrorCode,
+    pub message: &'static str,
+}
+
+impl PublicError {
+    /// From a job table's `error` column.
+    pub fn from_stored(stored: Option<&str>) -> Option<PublicError> {
+        stored.map(|s| {
+            let code = ErrorCode::parse(s);
+            PublicError {
+                code,
+                message: code.message(),
+            }
+        })
+    }
+}
+
 /// A job type's table, which every job table shapes the same way: `id`, `status`, `error`,
 /// `message_sent_at` (the outbox mark), `created_at`, `updated_at`, and a lease column stamped
 /// just before the paid vendor call.
@@ -69,8 +159,17 @@ const UNSENT_AFTER_SECS: f64 = 60.0;
 const STALE_SECS: f64 = 3600.0;
 
 impl JobTable {
-    /// Marks a live job `failed` with a reason the owner may read.
-    pub async fn fail(&self, pool: &DbPool, id: Uuid, reason: &str) -> Result<(), Retry> {
+    /// Marks a live job `failed` with `code`, the only part its owner sees; `detail` (the vendor's
+    /// message, an internal cause) goes to this log line only.
+    pub async fn fail(
+        &self,
+        pool: &DbPool,
+        id: Uuid,
+        code: ErrorCode,
+        detail: &str,
+    ) -> Result<(), Retry> {
+        tracing::warn!(job = self.name, %id, code = code.as_str(), detail, "job failed");
+        let reason = code.as_str();
         db::fetch(
             pool,
             &format!(
@@ -212,8 +311,13 @@ impl From<DbError> for Pending {
 }
 
 impl From<IdempotencyError> for Pending {
+    /// A lease another delivery holds is `Held` wherever it is met, so no path can turn it into a
+    /// failure on the last delivery.
     fn from(e: IdempotencyError) -> Self {
-        Pending::Retry(e.into())
+        match e {
+            IdempotencyError::AlreadyInProgress => Pending::Held,
+            other => Pending::Retry(other.into()),
+        }
     }
 }
 
@@ -236,10 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn error_codes_round_trip_and_anything_else_reads_as_internal() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+            let json = serde_json::to_value(PublicError::from_stored(Some(code.as_str()))).unwrap();
+            assert_eq!(json["code"], code.as_str());
+            assert_eq!(json["message"], code.message());
+        }
+        let legacy = PublicError::from_stored(Some("AssemblyAI refused the job (400): key sk_123"));
+        assert_eq!(legacy.unwrap().code, ErrorCode::Internal);
+        assert!(PublicError::from_stored(None).is_none());
+    }
+
+    #[test]
     fn only_a_retryable_failure_on_the_last_delivery_gives_up() {
         let retry = Pending::Retry(Retry("vendor down".into()));
         assert!(retry.gives_up(4, 5).is_none());
         assert_eq!(retry.gives_up(5, 5).unwrap().0, "vendor down");
         assert!(Pending::Held.gives_up(5, 5).is_none());
+        let held = Pending::from(IdempotencyError::AlreadyInProgress);
+        assert!(matches!(held, Pending::Held));
+        assert!(held.gives_up(5, 5).is_none());
     }
 }

@@ -203,14 +203,15 @@ impl UploadInstructions {
     }
 }
 
-/// A recording with its short-lived download link.
+/// A recording with its short-lived download link: only a `ready` recording has one (a pending,
+/// refused or deleted one has no object worth fetching, or none at all).
 #[derive(Debug, Serialize)]
 pub struct Downloadable {
     #[serde(flatten)]
     pub recording: Recording,
-    pub download_url: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub download_expires_at: OffsetDateTime,
+    pub download_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub download_expires_at: Option<OffsetDateTime>,
 }
 
 impl Keyed for Recording {
@@ -226,6 +227,8 @@ impl Keyed for Recording {
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct SweepReport {
     pub abandoned_removed: u64,
+    /// Objects deleted under `failed` recordings whose upload URL was (or still is) valid.
+    pub failed_objects_removed: u64,
     pub deletions_completed: u64,
     pub failures: u64,
 }
@@ -271,8 +274,9 @@ impl Recordings {
         let client = db::client(&self.db).await?;
         let row = db::query(&client,
                 &format!(
-                    "INSERT INTO recordings (id, owner_id, object_key, status, content_type, declared_size_bytes, file_name)
-                     VALUES ($1, $2, $3, 'pending_upload', $4, $5, $6) RETURNING {COLUMNS}"
+                    "INSERT INTO recordings (id, owner_id, object_key, status, content_type, declared_size_bytes, file_name,
+                                             upload_expires_at)
+                     VALUES ($1, $2, $3, 'pending_upload', $4, $5, $6, $7) RETURNING {COLUMNS}"
                 ),
                 &[
                     (&id, Type::UUID),
@@ -281,6 +285,7 @@ impl Recordings {
                     (&upload.content_type, Type::TEXT),
                     (&upload.size_bytes, Type::INT8),
                     (&upload.file_name, Type::TEXT),
+                    (&expires_at, Type::TIMESTAMPTZ),
                 ],
             )
             .await
@@ -289,6 +294,62 @@ impl Recordings {
             recording: Recording::from_row(&row[0]),
             upload: UploadInstructions::new(presigned, expires_at),
         })
+    }
+
+    /// A fresh presigned PUT for a recording still waiting for its upload: what a replayed upload
+    /// request answers once the first URL has expired. Any other state is a 409 saying why.
+    pub async fn refresh_upload(
+        &self,
+        owner: UserId,
+        id: Uuid,
+    ) -> Result<UploadInstructions, Error> {
+        let recording = match self.find(owner, id).await {
+            Ok(r) => r,
+            Err(Error::NotFound) => {
+                return Err(Error::Conflict(
+                    "the recording this Idempotency-Key created was deleted; send a new key to start another upload"
+                        .to_owned(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        if recording.status != Status::PendingUpload {
+            return Err(Error::Conflict(format!(
+                "the recording this Idempotency-Key created is already {}; its upload URL is not renewed",
+                match recording.status {
+                    Status::Ready => "uploaded and ready",
+                    _ => "refused",
+                }
+            )));
+        }
+        let presigned = self
+            .storage
+            .presign_put(
+                &recording.object_key,
+                &recording.content_type,
+                recording.declared_size_bytes as u64,
+                UPLOAD_URL_TTL,
+            )
+            .await?;
+        let expires_at = OffsetDateTime::now_utc() + UPLOAD_URL_TTL;
+        // The sweeper must keep clearing a refused upload until this URL has expired too.
+        let rows = db::fetch(
+            &self.db,
+            "UPDATE recordings SET upload_expires_at = greatest(upload_expires_at, $3), updated_at = now()
+                 WHERE id = $1 AND owner_id = $2 AND status = 'pending_upload' RETURNING 1",
+            &[
+                (&id, Type::UUID),
+                (&owner, Type::INT4),
+                (&expires_at, Type::TIMESTAMPTZ),
+            ],
+        )
+        .await?;
+        if rows.is_empty() {
+            return Err(Error::Conflict(
+                "the recording changed state while its upload URL was renewed; retry".to_owned(),
+            ));
+        }
+        Ok(UploadInstructions::new(presigned, expires_at))
     }
 
     async fn find(&self, owner: UserId, id: Uuid) -> Result<Recording, Error> {
@@ -406,9 +467,16 @@ impl Recordings {
             .await
     }
 
-    /// The recording with a presigned download, as an attachment.
+    /// The recording, with a presigned download (as an attachment) when it is `ready`.
     pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Downloadable, Error> {
         let recording = self.find(owner, id).await?;
+        if recording.status != Status::Ready {
+            return Ok(Downloadable {
+                recording,
+                download_url: None,
+                download_expires_at: None,
+            });
+        }
         let name = recording.file_name.clone().unwrap_or_else(|| {
             recording
                 .object_key
@@ -428,8 +496,8 @@ impl Recordings {
             .await?;
         Ok(Downloadable {
             recording,
-            download_url: presigned.url,
-            download_expires_at: OffsetDateTime::now_utc() + DOWNLOAD_URL_TTL,
+            download_url: Some(presigned.url),
+            download_expires_at: Some(OffsetDateTime::now_utc() + DOWNLOAD_URL_TTL),
         })
     }
 
@@ -484,8 +552,31 @@ impl Recordings {
             )
             .await
             .map_err(DbError::from)?;
+        // Refused uploads whose last clearing began before their PUT URL expired: the URL may have
+        // been used again since. `now()` is this statement's start, so it precedes every deletion.
+        let refused = db::query(
+            &client,
+            "SELECT id, object_key, now() FROM recordings
+                 WHERE status = 'failed'
+                   AND (object_cleared_at IS NULL OR object_cleared_at <= upload_expires_at)
+                 ORDER BY updated_at LIMIT $1",
+            &[(&batch, Type::INT8)],
+        )
+        .await
+        .map_err(DbError::from)?;
         drop(client);
         let mut report = SweepReport::default();
+        for row in refused {
+            let (id, key, started): (Uuid, String, OffsetDateTime) =
+                (row.get(0), row.get(1), row.get(2));
+            match self.clear_refused(id, &key, started).await {
+                Ok(()) => report.failed_objects_removed += 1,
+                Err(e) => {
+                    tracing::warn!(recording = %id, error = %e, "sweeper could not clear a refused upload");
+                    report.failures += 1;
+                }
+            }
+        }
         for row in pending {
             let (id, key): (Uuid, String) = (row.get(0), row.get(1));
             match self.finish_deletion(id, &key).await {
@@ -498,6 +589,29 @@ impl Recordings {
             }
         }
         Ok(report)
+    }
+}
+
+impl Recordings {
+    /// Deletes whatever sits under a refused recording, then notes when this clearing began.
+    async fn clear_refused(
+        &self,
+        id: Uuid,
+        key: &str,
+        started: OffsetDateTime,
+    ) -> Result<(), DeletionError> {
+        self.storage
+            .delete(key)
+            .await
+            .map_err(DeletionError::Storage)?;
+        db::fetch(
+            &self.db,
+            "UPDATE recordings SET object_cleared_at = $2 WHERE id = $1 AND status = 'failed'",
+            &[(&id, Type::UUID), (&started, Type::TIMESTAMPTZ)],
+        )
+        .await
+        .map_err(DeletionError::Db)?;
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{NewTts, OutputFormat, VoiceSettings};
 use crate::domain::Error;
 use crate::domain::ids::UserId;
-use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
+use crate::domain::jobs::{self, ErrorCode, JobTable, Pending, PublicError, Retry, Status};
 use crate::domain::owned::owned_row;
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
@@ -39,7 +39,8 @@ pub struct Tts {
     pub audio_url: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub audio_url_expires_at: Option<OffsetDateTime>,
-    pub error: Option<String>,
+    /// Why it failed, from a fixed set; what the vendor said is only in our logs.
+    pub error: Option<PublicError>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -66,7 +67,7 @@ impl Tts {
             size_bytes: row.get(7),
             audio_url: None,
             audio_url_expires_at: None,
-            error: row.get(8),
+            error: PublicError::from_stored(row.get::<_, Option<&str>>(8)),
             created_at: row.get(9),
             updated_at: row.get(10),
             completed_at: row.get(11),
@@ -236,7 +237,10 @@ impl TtsWorker {
         // A held lease is never failed, even on the last delivery: that could discard audio
         // being paid for now.
         let outcome = self.advance(job.tts_id, deadline_ms).await;
-        let fail = |reason: String| async move { self.fail(job.tts_id, &reason).await };
+        let fail = |reason: String| async move {
+            self.fail(job.tts_id, ErrorCode::VendorUnavailable, &reason)
+                .await
+        };
         let last = self.max_receive_count;
         jobs::settle(outcome, delivery, last, SYNTHESIZING_ELSEWHERE, fail).await
     }
@@ -346,7 +350,7 @@ impl TtsWorker {
                     }
                     Err(reason) => {
                         let reason = format!("the audio could not be stored: {reason}");
-                        self.fail(id, &reason).await?;
+                        self.fail(id, ErrorCode::StorageFailed, &reason).await?;
                         Ok(Advance::Failed { reason })
                     }
                 }
@@ -357,7 +361,7 @@ impl TtsWorker {
                     Err(Retry(e.to_string()))
                 } else {
                     let reason = vendor_reason(&e);
-                    self.fail(id, &reason).await?;
+                    self.fail(id, ErrorCode::VendorRejected, &reason).await?;
                     Ok(Advance::Failed { reason })
                 }
             }
@@ -365,7 +369,7 @@ impl TtsWorker {
                 let reason = format!(
                     "{e}; the request may have been billed, so it is not repeated; request it again"
                 );
-                self.fail(id, &reason).await?;
+                self.fail(id, ErrorCode::Interrupted, &reason).await?;
                 Ok(Advance::Failed { reason })
             }
         }
@@ -390,7 +394,7 @@ impl TtsWorker {
         let reason = "speech synthesis was interrupted after the request was sent to ElevenLabs \
                       and no audio was stored; it is not repeated, so it is never paid twice; \
                       request it again";
-        self.fail(id, reason).await?;
+        self.fail(id, ErrorCode::Interrupted, reason).await?;
         Ok(Advance::Failed {
             reason: reason.to_owned(),
         })
@@ -464,8 +468,8 @@ impl TtsWorker {
         Ok(())
     }
 
-    async fn fail(&self, id: Uuid, reason: &str) -> Result<(), Retry> {
-        TABLE.fail(&self.db, id, reason).await
+    async fn fail(&self, id: Uuid, code: ErrorCode, detail: &str) -> Result<(), Retry> {
+        TABLE.fail(&self.db, id, code, detail).await
     }
 
     /// Sends jobs whose message never left (or was lost), as the transcription reconciler does.

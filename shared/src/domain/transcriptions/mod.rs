@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::ids::UserId;
-use crate::domain::jobs::{self, JobTable, Pending, Retry, Status};
+use crate::domain::jobs::{self, ErrorCode, JobTable, Pending, PublicError, Retry, Status};
 use crate::domain::owned::owned_row;
 use crate::domain::paging::{Cursors, Keyed, Page, Position};
 use crate::domain::{Error, FieldError};
@@ -47,7 +47,10 @@ pub struct TranscriptionJob {
     pub vendor_transcript_id: Option<String>,
 }
 
+pub mod callback;
 pub mod config;
+
+pub use callback::CallbackSigner;
 
 /// Why a delivery left a job alone: another one holds its submission lease.
 const SUBMITTING_ELSEWHERE: &str = "another delivery is submitting this job";
@@ -82,7 +85,8 @@ pub struct Summary {
     pub language_code: Option<String>,
     pub audio_duration_seconds: Option<f64>,
     pub confidence: Option<f64>,
-    pub error: Option<String>,
+    /// Why it failed, from a fixed set; what the vendor said is only in our logs.
+    pub error: Option<PublicError>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -135,7 +139,7 @@ impl Summary {
             language_code: row.get(3),
             audio_duration_seconds: row.get(4),
             confidence: row.get(5),
-            error: row.get(6),
+            error: PublicError::from_stored(row.get::<_, Option<&str>>(6)),
             created_at: row.get(7),
             updated_at: row.get(8),
             completed_at: row.get(9),
@@ -371,15 +375,24 @@ pub enum CallbackError {
     Queue(#[from] crate::platform::queue::SendError),
 }
 
-/// Accepts an AssemblyAI callback for `transcription_id` presenting `secret`. The body's transcript
+/// Accepts an AssemblyAI callback for `transcription_id` presenting `secret`, and `sig` when its URL
+/// carried one. A wrong `sig` is refused before any query; a URL without one (made before callback
+/// URLs were signed) is held to the per-job secret alone, as it always was. The body's transcript
 /// id is passed on as a hint; nothing in it is trusted.
 pub async fn accept_callback(
     db: &DbPool,
     queue: &JobQueue,
+    signer: &CallbackSigner,
     transcription_id: Uuid,
+    sig: Option<&str>,
     secret: &[u8],
     hint: Option<String>,
 ) -> Result<CallbackOutcome, CallbackError> {
+    if let Some(sig) = sig
+        && !signer.verify(transcription_id, sig)
+    {
+        return Err(CallbackError::Forged);
+    }
     let rows = db::fetch(
         db,
         "SELECT webhook_secret, status FROM transcriptions WHERE id = $1",
@@ -453,6 +466,8 @@ pub struct TranscriptionWorker {
     pub queue: JobQueue,
     /// The API's public base URL, for the callback AssemblyAI makes.
     pub backend_url: String,
+    /// Signs each job's callback URL.
+    pub callbacks: CallbackSigner,
     pub settings: TranscriptionSettings,
     /// The queue's `maxReceiveCount`: the delivery on which a failing job is marked failed.
     pub max_receive_count: u32,
@@ -468,7 +483,10 @@ impl TranscriptionWorker {
         deadline_ms: u64,
     ) -> Result<Advance, Retry> {
         let outcome = self.advance(job, deadline_ms).await;
-        let fail = |reason: String| async move { self.fail(job.transcription_id, &reason).await };
+        let fail = |reason: String| async move {
+            self.fail(job.transcription_id, ErrorCode::VendorUnavailable, &reason)
+                .await
+        };
         let last = self.max_receive_count;
         jobs::settle(outcome, delivery, last, SUBMITTING_ELSEWHERE, fail).await
     }
@@ -512,7 +530,7 @@ impl TranscriptionWorker {
             if !row.recording_ready {
                 // Deleted since the job was queued: its audio must not reach a vendor.
                 let reason = "the recording was deleted before it was transcribed".to_owned();
-                self.fail(id, &reason).await?;
+                self.fail(id, ErrorCode::RecordingDeleted, &reason).await?;
                 return Ok(Advance::Failed { reason });
             }
             return self.submit(id, &row, deadline_ms).await;
@@ -597,8 +615,9 @@ impl TranscriptionWorker {
         let request = CreateTranscript {
             audio_url,
             webhook_url: format!(
-                "{}/webhooks/assemblyai?transcription_id={id}",
-                self.backend_url
+                "{}/webhooks/assemblyai?transcription_id={id}&sig={}",
+                self.backend_url,
+                self.callbacks.sign(id)
             ),
             webhook_auth_header_name: assemblyai::WEBHOOK_AUTH_HEADER.to_owned(),
             webhook_auth_header_value: row.secret.clone(),
@@ -639,7 +658,7 @@ impl TranscriptionWorker {
                     Err(Retry(e.to_string()).into())
                 } else {
                     let reason = vendor_reason(&e);
-                    self.fail(id, &reason).await?;
+                    self.fail(id, ErrorCode::VendorRejected, &reason).await?;
                     Ok(Advance::Failed { reason })
                 }
             }
@@ -686,7 +705,7 @@ impl TranscriptionWorker {
             }
             Err(e) => {
                 let reason = vendor_reason(&e);
-                self.fail(id, &reason).await?;
+                self.fail(id, ErrorCode::VendorRejected, &reason).await?;
                 Ok(Advance::Failed { reason })
             }
         }
@@ -740,7 +759,7 @@ impl TranscriptionWorker {
                     .filter(|e| !e.trim().is_empty())
                     .unwrap_or_else(|| "AssemblyAI reported an error without a message".to_owned());
                 drop(client);
-                self.fail(id, &reason).await?;
+                self.fail(id, ErrorCode::AudioUnreadable, &reason).await?;
                 Ok(Advance::Failed { reason })
             }
         }
@@ -782,8 +801,8 @@ impl TranscriptionWorker {
         Ok(())
     }
 
-    async fn fail(&self, id: Uuid, reason: &str) -> Result<(), Retry> {
-        TABLE.fail(&self.db, id, reason).await
+    async fn fail(&self, id: Uuid, code: ErrorCode, detail: &str) -> Result<(), Retry> {
+        TABLE.fail(&self.db, id, code, detail).await
     }
 
     /// The scheduled sweep: sends jobs whose message never went out, polls jobs whose callback is
@@ -807,17 +826,23 @@ impl TranscriptionWorker {
             ],
         )
         .await?;
-        let unconfirmed = db::query(&client,
-                "UPDATE transcriptions
+        let unconfirmed = db::query(
+            &client,
+            "UPDATE transcriptions
                     SET status = 'failed', updated_at = now(),
-                        error = 'the submission to AssemblyAI was interrupted and never confirmed; request a new transcription'
+                        error = 'interrupted'
                   WHERE status IN ('queued', 'processing') AND vendor_transcript_id IS NULL
                     AND submit_started_at < now() - make_interval(secs => $1)
                  RETURNING id",
-                &[(&self.settings.unconfirmed_after.as_secs_f64(), Type::FLOAT8)],
-            )
-            .await?;
+            &[(&self.settings.unconfirmed_after.as_secs_f64(), Type::FLOAT8)],
+        )
+        .await?;
         drop(client);
+        for row in &unconfirmed {
+            let id: Uuid = row.get(0);
+            tracing::warn!(transcription_id = %id, code = "interrupted",
+                "the submission to AssemblyAI was interrupted and never confirmed");
+        }
         report.abandoned = unconfirmed.len() as u64;
         for id in unsent {
             if self
