@@ -20,7 +20,10 @@ const VENDORS: &str = "telnyx, signalwire or twilio";
 pub fn webhook(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("verify") if args.len() == 1 => verify_stdin(),
-        _ => Err("usage: cargo xtask webhook verify < captured-requests.jsonl".into()),
+        _ => Err(
+            "usage: cargo xtask webhook verify < captured-requests.jsonl | webhook replay EVENT-ID"
+                .into(),
+        ),
     }
 }
 
