@@ -30,12 +30,16 @@ pub fn webhook(args: &[String]) -> Result {
 /// One line per captured request in, one verdict per line out; an error if any line could not be
 /// judged (so scripts notice), after every line has been answered.
 fn verify_stdin() -> Result {
+    let defaults = Defaults {
+        clock_now: unix_now(),
+        tolerance: configured_tolerance()?,
+    };
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut unjudged = 0usize;
     for line in stdin.split(b'\n') {
         let line = line.map_err(|e| format!("reading standard input: {e}"))?;
-        let Some(verdict) = verdict_for_line(&line, unix_now()) else {
+        let Some(verdict) = verdict_for_line(&line, &defaults) else {
             continue;
         };
         if matches!(verdict, Verdict::Error(_)) {
@@ -48,6 +52,27 @@ fn verify_stdin() -> Result {
     match unjudged {
         0 => Ok(()),
         n => Err(format!("{n} line(s) could not be judged")),
+    }
+}
+
+/// What a line leaves out: the clock, and the tolerance the receivers are configured with.
+pub struct Defaults {
+    pub clock_now: i64,
+    pub tolerance: Duration,
+}
+
+/// `TELNYX_WEBHOOK_TOLERANCE_SECONDS` as the receivers read it (1–3600), else Telnyx's 300 s.
+fn configured_tolerance() -> Result<Duration> {
+    const NAME: &str = "TELNYX_WEBHOOK_TOLERANCE_SECONDS";
+    match std::env::var(NAME).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(telnyx::DEFAULT_TOLERANCE),
+        Some(value) => value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=3_600).contains(s))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{NAME} must be whole seconds from 1 to 3600")),
     }
 }
 
@@ -97,13 +122,13 @@ enum HeaderValues {
 }
 
 /// The verdict for one input line; `None` for a blank line.
-pub fn verdict_for_line(line: &[u8], clock_now: i64) -> Option<Verdict> {
+pub fn verdict_for_line(line: &[u8], defaults: &Defaults) -> Option<Verdict> {
     if line.trim_ascii().is_empty() {
         return None;
     }
     let verdict = serde_json::from_slice::<Captured>(line)
         .map_err(|e| format!("not a captured request: {e}"))
-        .and_then(|captured| judge(&captured, clock_now));
+        .and_then(|captured| judge(&captured, defaults));
     Some(match verdict {
         Ok(Ok(())) => Verdict::Valid,
         // An empty key is a line that cannot be judged, not a refused request.
@@ -118,11 +143,11 @@ pub fn verdict_for_line(line: &[u8], clock_now: i64) -> Option<Verdict> {
 type Judgement = std::result::Result<(), SignatureError>;
 
 /// One arm per vendor; Stripe and Svix join as one arm and one function each.
-fn judge(captured: &Captured, clock_now: i64) -> Result<Judgement> {
+fn judge(captured: &Captured, defaults: &Defaults) -> Result<Judgement> {
     let headers = header_map(&captured.headers)?;
     let body = captured.body.as_bytes();
     match captured.vendor.as_str() {
-        "telnyx" => judge_telnyx(captured, &headers, body, clock_now),
+        "telnyx" => judge_telnyx(captured, &headers, body, defaults),
         "signalwire" => {
             let (url, secret) = url_and_secret(captured)?;
             Ok(signalwire::verify(&secret, url, &headers, body))
@@ -139,7 +164,7 @@ fn judge_telnyx(
     captured: &Captured,
     headers: &HeaderMap,
     body: &[u8],
-    clock_now: i64,
+    defaults: &Defaults,
 ) -> Result<Judgement> {
     let key = captured
         .public_key_b64
@@ -148,8 +173,8 @@ fn judge_telnyx(
     let key = telnyx::parse_public_key(key).map_err(|e| e.to_string())?;
     let tolerance = captured
         .tolerance
-        .map_or(telnyx::DEFAULT_TOLERANCE, Duration::from_secs);
-    let now = captured.now.unwrap_or(clock_now);
+        .map_or(defaults.tolerance, Duration::from_secs);
+    let now = captured.now.unwrap_or(defaults.clock_now);
     Ok(telnyx::verify(&key, headers, body, now, tolerance))
 }
 
@@ -189,14 +214,22 @@ mod tests {
     use super::*;
 
     fn verdict(line: &str) -> String {
-        verdict_for_line(line.as_bytes(), 1_700_000_100)
+        let defaults = Defaults {
+            clock_now: 1_700_000_100,
+            tolerance: telnyx::DEFAULT_TOLERANCE,
+        };
+        verdict_for_line(line.as_bytes(), &defaults)
             .expect("a verdict")
             .to_string()
     }
 
     #[test]
     fn blank_lines_are_skipped() {
-        assert_eq!(verdict_for_line(b"  \r", 0), None);
+        let defaults = Defaults {
+            clock_now: 0,
+            tolerance: telnyx::DEFAULT_TOLERANCE,
+        };
+        assert_eq!(verdict_for_line(b"  \r", &defaults), None);
     }
 
     #[test]

@@ -71,7 +71,16 @@ fn signalwire_body_hash_line(body: &str) -> Value {
 }
 
 fn run(input: &str) -> (Option<i32>, Vec<String>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    run_with_tolerance(input, None)
+}
+
+fn run_with_tolerance(input: &str, tolerance: Option<&str>) -> (Option<i32>, Vec<String>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.env_remove("TELNYX_WEBHOOK_TOLERANCE_SECONDS");
+    if let Some(seconds) = tolerance {
+        command.env("TELNYX_WEBHOOK_TOLERANCE_SECONDS", seconds);
+    }
+    let mut child = command
         .args(["webhook", "verify"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -175,4 +184,25 @@ fn no_secret_is_echoed() {
     assert_eq!(code, Some(0));
     assert_eq!(lines, vec!["invalid: signature does not match".to_owned()]);
     assert!(!stderr.contains("s3cr3t") && !lines[0].contains("s3cr3t"));
+}
+
+#[test]
+fn the_configured_tolerance_is_the_default() {
+    let input = jsonl(&[telnyx_line(TELNYX_BODY, json!({"now": 1_700_001_000}))]);
+    let (code, lines, _) = run(&input);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        lines,
+        vec!["invalid: timestamp 1000 s older than the 300 s tolerance".to_owned()]
+    );
+    let (code, lines, stderr) = run_with_tolerance(&input, Some("1800"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lines, vec!["valid".to_owned()]);
+    let (code, lines, stderr) = run_with_tolerance(&input, Some("a week"));
+    assert_eq!(code, Some(1));
+    assert!(lines.is_empty());
+    assert!(
+        stderr.contains("TELNYX_WEBHOOK_TOLERANCE_SECONDS must be whole seconds from 1 to 3600"),
+        "{stderr}"
+    );
 }
