@@ -29,8 +29,11 @@ fn pool(url: &str) -> Result<DbPool> {
     Ok(db::pool(&settings.database))
 }
 
+/// `--name value` pairs, in order.
+type Flags = Vec<(String, String)>;
+
 /// Flags (`--name value`) and positional arguments, in order.
-fn parse(args: &[String], flags: &[&str]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+fn parse(args: &[String], flags: &[&str]) -> Result<(Flags, Vec<String>)> {
     let mut named = Vec::new();
     let mut positional = Vec::new();
     let mut it = args.iter();

@@ -5,6 +5,7 @@
 
 mod bench;
 mod calls;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +36,11 @@ usage: cargo xtask <command>
   bench [--cold N] [--warm N] [--only a,b]
                           time functions' release binaries under a Lambda Runtime API emulator
                           against a hello-world floor and pgbench; writes docs/benchmarks.md
+  webhook verify          judge captured webhook requests (JSON Lines on stdin) with the receivers'
+                          own signature verifiers: prints valid / invalid: <reason> / error: <reason>
+                          per line (see docs/webhooks.md)
+  webhook replay EVENT-ID re-enqueue a stored webhook event through the same idempotent processing
+                          (against $DATABASE_URL or the dev database)
 ";
 
 /// The local dev database's name on a shared server.
@@ -58,6 +64,12 @@ fn main() -> ExitCode {
             calls::phone_number(&args[1..], &url).await
         })),
         Some("call") => runtime.block_on(calls::call(&args[1..])),
+        Some("webhook") if args.get(1).map(String::as_str) == Some("replay") => {
+            runtime.block_on(with_database(|url| async move {
+                calls::replay(&args[2..], &url).await
+            }))
+        }
+        Some("webhook") => webhook::webhook(&args[1..]),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

@@ -52,6 +52,8 @@ pub fn raw_body(request: &Request) -> &[u8] {
 /// our logs, not the caller), 500 when our key is not configured so the vendor retries.
 impl From<SignatureError> for ApiError {
     fn from(e: SignatureError) -> Self {
+        // The caller is told only that it was refused; why is for our logs (and `xtask webhook verify`).
+        tracing::warn!(reason = %e, "webhook refused");
         match e.kind() {
             SignatureErrorKind::Malformed => ApiError::BadRequest {
                 detail: e.to_string(),

@@ -491,8 +491,11 @@ impl Simulator {
     }
 }
 
+/// A cXML verb and its attributes.
+type Verb = (String, BTreeMap<String, String>);
+
 /// The top-level verbs of a cXML document and their attributes.
-fn verbs(document: &str) -> Result<Vec<(String, BTreeMap<String, String>)>, String> {
+fn verbs(document: &str) -> Result<Vec<Verb>, String> {
     let mut reader = quick_xml::Reader::from_str(document);
     let mut depth = 0usize;
     let mut found = Vec::new();

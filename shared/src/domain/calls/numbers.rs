@@ -309,40 +309,6 @@ impl Handling {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn patch(json: &str) -> Result<SettingsPatch, Error> {
-        serde_json::from_str::<SettingsPatch>(json)
-            .unwrap()
-            .validate()
-    }
-
-    #[test]
-    fn null_clears_and_absence_keeps() {
-        let p = patch(r#"{"greeting": null}"#).unwrap();
-        assert_eq!(p.greeting, Some(None));
-        assert_eq!(p.forward_to, None);
-    }
-
-    #[test]
-    fn every_bad_field_is_named() {
-        let Err(Error::Invalid(problems)) =
-            patch(r#"{"greeting": "   ", "forward_to": "5551234", "max_recording_seconds": 5}"#)
-        else {
-            panic!("expected invalid");
-        };
-        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["greeting", "forward_to", "max_recording_seconds"]);
-        let long = "a".repeat(MAX_GREETING_CHARS + 1);
-        assert!(patch(&format!(r#"{{"greeting": "{long}"}}"#)).is_err());
-        assert!(patch(r#"{"greeting": "hi\u0007"}"#).is_err());
-        let ok = patch(r#"{"greeting": "  Hello, you reached Parley.  "}"#).unwrap();
-        assert_eq!(ok.greeting, Some(Some("Hello, you reached Parley.".into())));
-    }
-}
-
 /// How a call to `e164` is handled, or `None` when nobody owns the number.
 pub async fn handling_of_number(
     pool: &DbPool,
@@ -375,4 +341,38 @@ pub async fn handling_of_call(pool: &DbPool, call: Uuid) -> Result<Option<Handli
     )
     .await?;
     Ok(rows.first().map(|r| Handling::from_row(r, 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(json: &str) -> Result<SettingsPatch, Error> {
+        serde_json::from_str::<SettingsPatch>(json)
+            .unwrap()
+            .validate()
+    }
+
+    #[test]
+    fn null_clears_and_absence_keeps() {
+        let p = patch(r#"{"greeting": null}"#).unwrap();
+        assert_eq!(p.greeting, Some(None));
+        assert_eq!(p.forward_to, None);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let Err(Error::Invalid(problems)) =
+            patch(r#"{"greeting": "   ", "forward_to": "5551234", "max_recording_seconds": 5}"#)
+        else {
+            panic!("expected invalid");
+        };
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["greeting", "forward_to", "max_recording_seconds"]);
+        let long = "a".repeat(MAX_GREETING_CHARS + 1);
+        assert!(patch(&format!(r#"{{"greeting": "{long}"}}"#)).is_err());
+        assert!(patch(r#"{"greeting": "hi\u0007"}"#).is_err());
+        let ok = patch(r#"{"greeting": "  Hello, you reached Parley.  "}"#).unwrap();
+        assert_eq!(ok.greeting, Some(Some("Hello, you reached Parley.".into())));
+    }
 }
