@@ -997,3 +997,26 @@ async fn a_json_array_is_not_an_upload_request() {
     assert_eq!(rows, 0, "nothing was created");
     c.db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_forged_header_never_stretches_the_duration_past_what_the_file_holds() {
+    let c = ctx(&[]).await;
+    let (_, token) = c.db.session("forged-header@example.com", 3600).await;
+    // 44 bytes whose header claims 4,294,967,295 data bytes at 1 byte a second.
+    let mut wav = shared::platform::audio::silent_wav(0.0, 8000);
+    wav.truncate(44);
+    wav[28..32].copy_from_slice(&1u32.to_le_bytes());
+    wav[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    let created = c
+        .upload(
+            &token,
+            json!({"content_type": "audio/wav", "size_bytes": 44, "file_name": "forged.wav"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["recording"]["id"].as_str().unwrap().to_owned();
+    assert!(put(&created.body["upload"], wav).await.is_success());
+    let done = c.on("complete", "POST", &id, &token, "/complete").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["recording"]["duration_seconds"], 0.0);
+}

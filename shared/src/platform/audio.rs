@@ -17,21 +17,30 @@ pub fn matches(extension: &str, head: &[u8]) -> bool {
     }
 }
 
-/// The duration the header states, when it states one.
-pub fn duration_seconds(extension: &str, head: &[u8]) -> Option<f64> {
+/// The duration the header states, bounded by what a file of `file_size` bytes can hold: a header is
+/// written by whoever made the file, so a 44-byte WAV that claims four billion data bytes is not four
+/// billion seconds long. WAV is cut to the data actually present; a FLAC header that claims more
+/// samples than its size could carry is not believed at all (`None`).
+pub fn duration_seconds(extension: &str, head: &[u8], file_size: u64) -> Option<f64> {
     match extension {
-        "wav" => wav_duration(head),
-        "flac" => flac_duration(head),
+        "wav" => wav_duration(head, file_size),
+        "flac" => flac_duration(head, file_size),
         _ => None,
     }
 }
+
+/// The fewest bytes a FLAC frame takes (frame header, one constant subframe, CRC-16), and the most
+/// samples one frame can carry: so a file of n bytes holds fewer than n / 8 * 65535 samples.
+const FLAC_MIN_FRAME_BYTES: u64 = 8;
+const FLAC_MAX_BLOCK_SAMPLES: u64 = 65_535;
 
 fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// RIFF chunks: `fmt ` gives the byte rate, `data` the length of the samples.
-fn wav_duration(head: &[u8]) -> Option<f64> {
+/// RIFF chunks: `fmt ` gives the byte rate, `data` the length of the samples (at most what follows
+/// the chunk's header in the file).
+fn wav_duration(head: &[u8], file_size: u64) -> Option<f64> {
     let mut at = 12;
     let mut byte_rate = None;
     while at + 8 <= head.len() {
@@ -43,7 +52,8 @@ fn wav_duration(head: &[u8]) -> Option<f64> {
         }
         if id == b"data" {
             let rate = byte_rate.filter(|r| *r > 0)?;
-            return Some(size as f64 / rate as f64);
+            let present = file_size.saturating_sub(body as u64);
+            return Some((size as u64).min(present) as f64 / f64::from(rate));
         }
         // Chunks are padded to an even length.
         at = body.checked_add(size)?.checked_add(size & 1)?;
@@ -52,7 +62,7 @@ fn wav_duration(head: &[u8]) -> Option<f64> {
 }
 
 /// FLAC's first metadata block is STREAMINFO: 20-bit sample rate and 36-bit total samples.
-fn flac_duration(head: &[u8]) -> Option<f64> {
+fn flac_duration(head: &[u8], file_size: u64) -> Option<f64> {
     if head.len() < 8 + 34 || head[4] & 0x7F != 0 {
         return None;
     }
@@ -64,7 +74,8 @@ fn flac_duration(head: &[u8]) -> Option<f64> {
         | (u64::from(info[15]) << 16)
         | (u64::from(info[16]) << 8)
         | u64::from(info[17]);
-    (sample_rate > 0 && total > 0).then(|| total as f64 / sample_rate as f64)
+    let most = file_size.saturating_sub(42) / FLAC_MIN_FRAME_BYTES * FLAC_MAX_BLOCK_SAMPLES;
+    (sample_rate > 0 && total > 0 && total <= most).then(|| total as f64 / sample_rate as f64)
 }
 
 /// A valid PCM WAV file of `seconds` of silence: for tests and the local sandbox.
@@ -202,7 +213,10 @@ mod tests {
     fn wav_headers_give_format_and_duration() {
         let wav = silent_wav(2.5, 8000);
         assert!(matches("wav", &wav));
-        assert_eq!(duration_seconds("wav", &wav[..64]), Some(2.5));
+        assert_eq!(
+            duration_seconds("wav", &wav[..64], wav.len() as u64),
+            Some(2.5)
+        );
         assert!(!matches("flac", &wav) && !matches("mp3", &wav));
     }
 
@@ -231,7 +245,7 @@ mod tests {
     fn generated_audio_is_what_it_claims() {
         let wav = tone_wav(1.0, 16_000);
         assert!(matches("wav", &wav));
-        assert_eq!(duration_seconds("wav", &wav), Some(1.0));
+        assert_eq!(duration_seconds("wav", &wav, wav.len() as u64), Some(1.0));
         assert!(wav[44..].iter().any(|&b| b != 0), "a tone, not silence");
         let mp3 = silent_mp3(1.0, 44_100, 128).unwrap();
         assert!(matches("mp3", &mp3));
@@ -256,7 +270,36 @@ mod tests {
         info[12] = 0x40;
         info[14..18].copy_from_slice(&88_200u32.to_be_bytes());
         head.extend_from_slice(&info);
-        assert_eq!(duration_seconds("flac", &head), Some(2.0));
+        // A real 2 s FLAC is tens of kilobytes; its header is believed.
+        assert_eq!(duration_seconds("flac", &head, 40_000), Some(2.0));
+        // The same header on a file too small to hold 88,200 samples is not.
+        assert_eq!(duration_seconds("flac", &head, 42), None);
+    }
+
+    #[test]
+    fn a_header_never_claims_more_than_the_file_can_hold() {
+        // 44 bytes whose header says 4,294,967,295 data bytes at 1 byte a second.
+        let mut wav = silent_wav(0.0, 8000);
+        wav.truncate(44);
+        wav[28..32].copy_from_slice(&1u32.to_le_bytes());
+        wav[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(duration_seconds("wav", &wav, 44), Some(0.0));
+        // A file cut short counts only the samples present.
+        let real = silent_wav(2.0, 8000);
+        let half = 44 + (real.len() as u64 - 44) / 2;
+        assert_eq!(duration_seconds("wav", &real, half), Some(1.0));
+        // 42 bytes of FLAC claiming 2^36 - 1 samples.
+        let mut flac = b"fLaC".to_vec();
+        flac.extend_from_slice(&[0x80, 0, 0, 34]);
+        let mut info = [0u8; 34];
+        info[10] = 0x0A;
+        info[11] = 0xC4;
+        info[12] = 0x40;
+        info[13] = 0x0F;
+        info[14..18].copy_from_slice(&u32::MAX.to_be_bytes());
+        flac.extend_from_slice(&info);
+        assert_eq!(flac.len(), 42);
+        assert_eq!(duration_seconds("flac", &flac, 42), None);
     }
 
     #[cfg(feature = "local")]

@@ -125,7 +125,7 @@ impl RecordingIngest {
             return Ok(Ingested::Failed(reason));
         }
         // The file's own header, bounded by its size; the vendor's figure only when unreadable.
-        let duration = audio::duration_seconds("wav", &downloaded.head)
+        let duration = audio::duration_seconds("wav", &downloaded.head, downloaded.bytes)
             .filter(|d| d.is_finite() && *d >= 0.0)
             .or(recording.duration_seconds);
         let size = i64::try_from(downloaded.bytes).unwrap_or(i64::MAX);

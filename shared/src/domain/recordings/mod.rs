@@ -677,7 +677,9 @@ fn verify(
             recording.content_type
         ));
     }
-    Ok(crate::platform::audio::duration_seconds(extension, head))
+    Ok(crate::platform::audio::duration_seconds(
+        extension, head, info.size,
+    ))
 }
 
 #[cfg(test)]

@@ -174,8 +174,10 @@ fn sandbox_transcript(bytes: &[u8], request: &Value) -> Value {
     let extension = ["wav", "flac", "mp3", "m4a", "ogg", "webm"]
         .into_iter()
         .find(|e| audio::matches(e, bytes));
-    let exact = extension
-        .and_then(|e| audio::duration_seconds(e, bytes).or_else(|| whole_file_duration(e, bytes)));
+    let exact = extension.and_then(|e| {
+        audio::duration_seconds(e, bytes, bytes.len() as u64)
+            .or_else(|| whole_file_duration(e, bytes))
+    });
     // Without a header duration, assume 128 kbit/s and say so.
     let duration = exact.unwrap_or(bytes.len() as f64 / 16_000.0);
     let text = format!(
