@@ -598,7 +598,7 @@ async fn the_sandboxes_accept_exact_requests_and_serve_expiring_recordings() {
     assert_eq!(stored.bytes, 44 + 2 * 8_000 * 2);
     assert!(stored.created);
     assert_eq!(
-        shared::platform::audio::duration_seconds("wav", &stored.head),
+        shared::platform::audio::duration_seconds("wav", &stored.head, stored.bytes),
         Some(2.0)
     );
     assert_eq!(
@@ -676,7 +676,7 @@ async fn the_sandboxes_accept_exact_requests_and_serve_expiring_recordings() {
         .await
         .unwrap();
     assert_eq!(
-        shared::platform::audio::duration_seconds("wav", &stored.head),
+        shared::platform::audio::duration_seconds("wav", &stored.head, stored.bytes),
         Some(1.5)
     );
     assert_eq!(
