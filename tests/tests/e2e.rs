@@ -340,7 +340,7 @@ impl LocalStack {
                 .await
                 .unwrap();
         let (keyless, names) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
-        assert_eq!(names, ["AssemblyAI", "ElevenLabs"]);
+        assert_eq!(names, ["AssemblyAI", "ElevenLabs", "DeepL", "OpenAI"]);
         let port = parley_tests::free_port();
         let mut owned = moto.bucket_env().await;
         owned.extend(keyless);

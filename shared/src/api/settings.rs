@@ -8,11 +8,14 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::domain::transcriptions::config::TranscriptionSettings;
+use crate::domain::translations::config::TranslationSettings;
 use crate::platform::db::DatabaseSettings;
 use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_origin};
 use crate::platform::storage::{R2_MAX_PUT_BYTES, STORAGE_VARIABLES, StorageSettings};
 use crate::vendors::assemblyai::config::AssemblyAiSettings;
+use crate::vendors::deepl::config::DeepLSettings;
 use crate::vendors::elevenlabs::config::ElevenLabsSettings;
+use crate::vendors::openai::config::OpenAiSettings;
 
 /// All of Parley's configuration. Built once per execution environment.
 #[derive(Debug, Clone)]
@@ -36,6 +39,7 @@ pub struct Settings {
     pub queues: QueueSettings,
     pub vendors: VendorSettings,
     pub transcription: TranscriptionSettings,
+    pub translation: TranslationSettings,
 }
 
 /// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
@@ -43,6 +47,7 @@ pub struct Settings {
 pub struct QueueSettings {
     pub transcriptions: Option<String>,
     pub tts: Option<String>,
+    pub translations: Option<String>,
     /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
     pub max_receive_count: u32,
 }
@@ -55,6 +60,8 @@ pub struct VendorSettings {
     pub timeout: Duration,
     pub assemblyai: AssemblyAiSettings,
     pub elevenlabs: ElevenLabsSettings,
+    pub deepl: DeepLSettings,
+    pub openai: OpenAiSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,14 +123,18 @@ impl Settings {
         let queues = QueueSettings {
             transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
             tts: r.queue_url("TTS_QUEUE_URL"),
+            translations: r.queue_url("TRANSLATION_QUEUE_URL"),
             max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
         };
         let vendors = VendorSettings {
             timeout: Duration::from_millis(r.bounded("VENDOR_TIMEOUT_MS", 8_000u64, 500, 60_000)),
             assemblyai: AssemblyAiSettings::read(&mut r),
             elevenlabs: ElevenLabsSettings::read(&mut r),
+            deepl: DeepLSettings::read(&mut r),
+            openai: OpenAiSettings::read(&mut r),
         };
         let transcription = TranscriptionSettings::read(&mut r);
+        let translation = TranslationSettings::read(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -146,6 +157,7 @@ impl Settings {
             queues,
             vendors,
             transcription,
+            translation,
         })
     }
 
@@ -172,6 +184,27 @@ impl Settings {
             ConfigError::single(
                 "TRANSCRIPTION_QUEUE_URL",
                 "this function sends transcription jobs",
+            )
+        })
+    }
+
+    /// The translation providers: DeepL, OpenAI or both; a function that translates refuses to
+    /// start with neither (the local stack points both at the sandbox when no key is set).
+    pub fn require_translation_keys(&self) -> Result<(), ConfigError> {
+        if self.vendors.deepl.api_key.is_none() && self.vendors.openai.api_key.is_none() {
+            return Err(ConfigError::single(
+                "DEEPL_API_KEY",
+                "this function translates and needs DEEPL_API_KEY, OPENAI_API_KEY or both",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn require_translation_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.translations.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "TRANSLATION_QUEUE_URL",
+                "this function sends translation jobs",
             )
         })
     }

@@ -35,6 +35,16 @@ pub const VENDORS: &[Vendor] = &[
         key: "ELEVENLABS_API_KEY",
         base_urls: &["ELEVENLABS_BASE_URL"],
     },
+    Vendor {
+        name: "DeepL",
+        key: "DEEPL_API_KEY",
+        base_urls: &["DEEPL_BASE_URL"],
+    },
+    Vendor {
+        name: "OpenAI",
+        key: "OPENAI_API_KEY",
+        base_urls: &["OPENAI_BASE_URL"],
+    },
 ];
 
 /// For every vendor whose key `lookup` does not find (or finds empty): the variables that point

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 
-use crate::vendors::{assemblyai, elevenlabs};
+use crate::vendors::{assemblyai, deepl, elevenlabs, openai};
 
 /// A running sandbox; dropping it does not stop the server (it lives as long as the runtime).
 #[derive(Debug, Clone)]
@@ -22,7 +22,9 @@ pub struct Running {
 pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Result<Running> {
     let app = Router::new()
         .merge(assemblyai::sandbox::routes(processing_delay))
-        .merge(elevenlabs::sandbox::routes());
+        .merge(elevenlabs::sandbox::routes())
+        .merge(deepl::sandbox::routes())
+        .merge(openai::sandbox::routes());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
