@@ -205,7 +205,7 @@ const CODE_HINT: &str = "must be a language code such as \"DE\", \"EN-GB\" or \"
 
 /// `de`, `en-gb`, `zh-hans`: two or three letters, optionally a 2–4 character region or script.
 fn normalize(code: &str) -> Option<String> {
-    let upper = code.trim().to_ascii_uppercase();
+    let upper = code.to_ascii_uppercase();
     let (lang, region) = match upper.split_once('-') {
         Some((l, r)) => (l, Some(r)),
         None => (upper.as_str(), None),
@@ -492,7 +492,12 @@ mod tests {
 
     #[test]
     fn codes_are_normalized_or_refused() {
-        assert_eq!(normalize(" de ").as_deref(), Some("DE"));
+        assert_eq!(normalize("de").as_deref(), Some("DE"));
+        assert_eq!(
+            normalize(" de"),
+            None,
+            "the contract's pattern has no spaces"
+        );
         assert_eq!(normalize("pt-br").as_deref(), Some("PT-BR"));
         assert_eq!(normalize("zh-Hans").as_deref(), Some("ZH-HANS"));
         for bad in ["", "d", "deutsch", "de_DE", "de-", "1e", "en-toolong"] {
