@@ -394,6 +394,9 @@ fn context_for(utterances: &[SourceUtterance], range: &std::ops::Range<usize>) -
     (!text.is_empty()).then_some(text)
 }
 
+/// A run of consecutive segments sent together, with the context around them.
+type Batch = (std::ops::Range<usize>, Option<String>);
+
 /// The worker and what it needs.
 #[derive(Debug, Clone)]
 pub struct TranslationWorker {
@@ -536,24 +539,23 @@ impl TranslationWorker {
             }
             Err(e) => return Err(Retry(e.to_string())),
         };
-        let (segments, contexts): (Vec<String>, Vec<(std::ops::Range<usize>, Option<String>)>) =
-            if utterances.is_empty() {
-                let segments = pieces(text.as_deref().unwrap_or_default(), PIECE_CHARS);
-                let ranges = deepl::batch_ranges(&segments, 0);
-                (segments, ranges.into_iter().map(|r| (r, None)).collect())
-            } else {
-                let segments: Vec<String> = utterances.iter().map(|u| u.text.clone()).collect();
-                // Room for the context in DeepL's body limit.
-                let ranges = deepl::batch_ranges(&segments, 2 * CONTEXT_CHARS * 4);
-                let contexts = ranges
-                    .into_iter()
-                    .map(|r| {
-                        let c = context_for(&utterances, &r);
-                        (r, c)
-                    })
-                    .collect();
-                (segments, contexts)
-            };
+        let (segments, contexts): (Vec<String>, Vec<Batch>) = if utterances.is_empty() {
+            let segments = pieces(text.as_deref().unwrap_or_default(), PIECE_CHARS);
+            let ranges = deepl::batch_ranges(&segments, 0);
+            (segments, ranges.into_iter().map(|r| (r, None)).collect())
+        } else {
+            let segments: Vec<String> = utterances.iter().map(|u| u.text.clone()).collect();
+            // Room for the context in DeepL's body limit.
+            let ranges = deepl::batch_ranges(&segments, 2 * CONTEXT_CHARS * 4);
+            let contexts = ranges
+                .into_iter()
+                .map(|r| {
+                    let c = context_for(&utterances, &r);
+                    (r, c)
+                })
+                .collect();
+            (segments, contexts)
+        };
         if segments.is_empty() {
             return self
                 .fail(id, "the transcript has no text to translate")
@@ -653,7 +655,7 @@ impl TranslationWorker {
     async fn translate_all(
         &self,
         segments: &[String],
-        batches: &[(std::ops::Range<usize>, Option<String>)],
+        batches: &[Batch],
         pair: &Pair,
         formality: Formality,
         deadline_ms: u64,
