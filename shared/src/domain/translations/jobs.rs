@@ -545,8 +545,9 @@ impl TranslationWorker {
             (segments, ranges.into_iter().map(|r| (r, None)).collect())
         } else {
             let segments: Vec<String> = utterances.iter().map(|u| u.text.clone()).collect();
-            // Room for the context in DeepL's body limit.
-            let ranges = deepl::batch_ranges(&segments, 2 * CONTEXT_CHARS * 4);
+            // Room for the context in DeepL's body limit: two sides, up to 4 bytes a
+            // character, doubled for JSON escaping.
+            let ranges = deepl::batch_ranges(&segments, 2 * CONTEXT_CHARS * 4 * 2);
             let contexts = ranges
                 .into_iter()
                 .map(|r| {

@@ -346,6 +346,16 @@ impl Translator {
         }
         let deepl = deepl_target && source.as_deref().is_none_or(deepl_source);
         let openai = openai_knows(&target) && source.as_deref().is_none_or(openai_knows);
+        if !deepl && !openai {
+            // Each code is known to one provider, but no provider knows both.
+            return Err(Error::invalid(
+                "target_lang",
+                format!(
+                    "no configured provider translates from {} into {target}",
+                    source.as_deref().unwrap_or("the source language")
+                ),
+            ));
+        }
         Ok(Pair {
             target,
             source,
