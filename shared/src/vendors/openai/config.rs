@@ -53,3 +53,35 @@ impl OpenAiSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> (OpenAiSettings, Vec<&'static str>) {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let mut r = Reader::new(&lookup);
+        let s = OpenAiSettings::read(&mut r);
+        (s, r.problems.iter().map(|p| p.variable).collect())
+    }
+
+    #[test]
+    fn defaults_are_openais_host_and_a_small_model_and_the_key_never_shows() {
+        let (s, problems) = read(&[("OPENAI_API_KEY", "sk-proj-very-secret")]);
+        assert!(problems.is_empty());
+        assert_eq!(s.base_url, OPENAI_BASE_URL);
+        assert_eq!(s.model, DEFAULT_MODEL);
+        assert!(!format!("{s:?}").contains("very-secret"));
+        let (_, problems) = read(&[("OPENAI_MODEL", "gpt 4; drop")]);
+        assert_eq!(problems, ["OPENAI_MODEL"]);
+        let (_, problems) = read(&[
+            ("PARLEY_STAGE", "prod"),
+            ("OPENAI_BASE_URL", "http://api.openai.com/v1"),
+        ]);
+        assert_eq!(problems, ["OPENAI_BASE_URL"]);
+    }
+}
