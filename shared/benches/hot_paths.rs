@@ -153,7 +153,7 @@ fn requests(c: &mut Criterion) {
             let head = black_box(&wav[..4096]);
             (
                 shared::platform::audio::matches("wav", head),
-                shared::platform::audio::duration_seconds("wav", head),
+                shared::platform::audio::duration_seconds("wav", head, wav.len() as u64),
             )
         })
     });

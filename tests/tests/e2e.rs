@@ -383,7 +383,14 @@ impl LocalStack {
                 .await
                 .unwrap();
         let (keyless, names) = shared::local::sandbox_env(&sandbox.base_url, |_| None);
-        for vendor in ["AssemblyAI", "ElevenLabs", "Telnyx", "SignalWire"] {
+        for vendor in [
+            "AssemblyAI",
+            "ElevenLabs",
+            "Telnyx",
+            "SignalWire",
+            "DeepL",
+            "OpenAI",
+        ] {
             assert!(names.contains(&vendor), "{vendor} is served by the sandbox");
         }
         let port = parley_tests::free_port();

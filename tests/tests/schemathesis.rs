@@ -34,6 +34,11 @@ async fn the_running_api_keeps_its_openapi_contract() {
             "transcription-worker",
         ),
         ("TTS_QUEUE_URL", "contract-tts", "tts-worker"),
+        (
+            "TRANSLATION_QUEUE_URL",
+            "contract-translations",
+            "translation-worker",
+        ),
     ] {
         let route = shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
             .await
@@ -100,6 +105,22 @@ async fn the_running_api_keeps_its_openapi_contract() {
         .unwrap()
         .get(0);
 
+    // A completed transcript to translate (the worker does not run here, so it is made directly).
+    let completed = uuid::Uuid::now_v7().to_string();
+    db.client
+        .execute(
+            r#"INSERT INTO transcriptions (id, owner_id, recording_id, status, webhook_secret, text,
+                                           utterances, completed_at)
+               VALUES ($1::text::uuid, $2, $3::text::uuid, 'completed', repeat('s', 32),
+                       'Hello there. Hi.',
+                       '[{"speaker":"A","text":"Hello there.","start":0,"end":900,"confidence":0.9},
+                         {"speaker":"B","text":"Hi.","start":1000,"end":1400,"confidence":0.9}]',
+                       now())"#,
+            &[&completed, &user, &recording],
+        )
+        .await
+        .unwrap();
+
     let report = std::env::temp_dir().join(format!("parley-schemathesis-{}", std::process::id()));
     std::fs::create_dir_all(&report).unwrap();
     let root = workspace_root();
@@ -128,6 +149,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
         .env("PARLEY_ST_READY_RECORDING", &recording)
         .env("PARLEY_ST_TRANSCRIPTION", &transcription)
         .env("PARLEY_ST_WEBHOOK_SECRET", &secret)
+        .env("PARLEY_ST_COMPLETED_TRANSCRIPTION", &completed)
         .status()
         .expect("schemathesis runs");
 

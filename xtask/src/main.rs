@@ -382,7 +382,7 @@ async fn serve(
             "\n==================== SANDBOX ====================\n\
              No key for: {}.\n\
              Those vendors are served by the offline sandbox at {sandbox_url}:\n\
-             transcripts and speech are generated placeholders, not real results.\n\
+             transcripts, speech and translations are generated placeholders, not real results.\n\
              Set the keys (environment or .env) to use the real services.\n\
              =================================================\n",
             keyless.join(", "),

@@ -12,6 +12,8 @@ use crate::domain::paging::Cursors;
 use crate::domain::recordings::Recordings;
 use crate::domain::speech::jobs::{TtsJobs, TtsWorker};
 use crate::domain::transcriptions::{CallbackSigner, TranscriptionWorker, Transcriptions};
+use crate::domain::translations::Translator;
+use crate::domain::translations::jobs::{TranslationJobs, TranslationWorker};
 use crate::platform::db::{self, DbPool};
 use crate::platform::download::{DownloadPolicy, Downloader};
 use crate::platform::idempotency::{self, Idempotency};
@@ -20,6 +22,7 @@ use crate::platform::settings::ConfigError;
 use crate::platform::storage::Storage;
 use crate::platform::telemetry;
 use crate::vendors::assemblyai::AssemblyAi;
+use crate::vendors::deepl::DeepL;
 use crate::vendors::elevenlabs::ElevenLabs;
 use crate::vendors::signalwire::client::SignalWire;
 use crate::vendors::telnyx::client::Telnyx;
@@ -48,6 +51,7 @@ impl std::fmt::Debug for SignalWireReceiver {
             .finish()
     }
 }
+use crate::vendors::openai::OpenAi;
 
 /// Shared state for one execution environment.
 #[derive(Debug, Clone)]
@@ -315,6 +319,50 @@ impl App {
             signalwire_downloads: Downloader::new(policy(&vendors.signalwire.recording_hosts)),
             telnyx,
             transcriptions: self.transcriptions(sqs)?,
+            max_receive_count: self.settings.queues.max_receive_count,
+        })
+    }
+
+    /// DeepL first, OpenAI as the fallback, with whichever keys are set; init fails with neither.
+    pub fn translator(&self) -> Result<Translator, ConfigError> {
+        self.settings.require_translation_keys()?;
+        let vendors = &self.settings.vendors;
+        let http = crate::platform::http_client::http_client(vendors.timeout);
+        let deepl = vendors
+            .deepl
+            .api_key
+            .is_some()
+            .then(|| DeepL::new(&vendors.deepl, vendors.timeout, http.clone()));
+        let openai = vendors
+            .openai
+            .api_key
+            .is_some()
+            .then(|| OpenAi::new(&vendors.openai, vendors.timeout, http));
+        Ok(Translator::new(deepl, openai, &self.settings.translation))
+    }
+
+    /// The API side of transcript translations: the queue it sends jobs to.
+    pub fn translation_jobs(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<TranslationJobs, ConfigError> {
+        let queue = JobQueue::new(sqs, self.settings.require_translation_queue()?);
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "translations");
+        Ok(TranslationJobs::new(self.db.clone(), queue, cursors))
+    }
+
+    /// Reading translations only: no queue, no vendor.
+    pub fn translation_reads(&self) -> Result<TranslationJobs, ConfigError> {
+        let cursors = Cursors::new(self.settings.require_cursor_key()?, "translations");
+        Ok(TranslationJobs::read_only(self.db.clone(), cursors))
+    }
+
+    /// The translation worker: a provider key and the pool.
+    pub fn translation_worker(&self) -> Result<TranslationWorker, ConfigError> {
+        Ok(TranslationWorker {
+            db: self.db.clone(),
+            translator: self.translator()?,
+            idempotency: self.idempotency.clone(),
             max_receive_count: self.settings.queues.max_receive_count,
         })
     }

@@ -8,11 +8,14 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::domain::transcriptions::config::TranscriptionSettings;
+use crate::domain::translations::config::TranslationSettings;
 use crate::platform::db::DatabaseSettings;
 use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_origin};
 use crate::platform::storage::{R2_MAX_PUT_BYTES, STORAGE_VARIABLES, StorageSettings};
 use crate::vendors::assemblyai::config::AssemblyAiSettings;
+use crate::vendors::deepl::config::DeepLSettings;
 use crate::vendors::elevenlabs::config::ElevenLabsSettings;
+use crate::vendors::openai::config::OpenAiSettings;
 use crate::vendors::signalwire::config::SignalWireSettings;
 use crate::vendors::telnyx::config::TelnyxSettings;
 
@@ -44,6 +47,7 @@ pub struct Settings {
     pub queues: QueueSettings,
     pub vendors: VendorSettings,
     pub transcription: TranscriptionSettings,
+    pub translation: TranslationSettings,
 }
 
 /// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
@@ -55,6 +59,7 @@ pub struct QueueSettings {
     pub calls: Option<String>,
     /// Call recordings to take into R2.
     pub recording_ingest: Option<String>,
+    pub translations: Option<String>,
     /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
     pub max_receive_count: u32,
 }
@@ -69,6 +74,8 @@ pub struct VendorSettings {
     pub elevenlabs: ElevenLabsSettings,
     pub telnyx: TelnyxSettings,
     pub signalwire: SignalWireSettings,
+    pub deepl: DeepLSettings,
+    pub openai: OpenAiSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +146,7 @@ impl Settings {
             tts: r.queue_url("TTS_QUEUE_URL"),
             calls: r.queue_url("CALL_QUEUE_URL"),
             recording_ingest: r.queue_url("RECORDING_INGEST_QUEUE_URL"),
+            translations: r.queue_url("TRANSLATION_QUEUE_URL"),
             max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
         };
         let vendors = VendorSettings {
@@ -147,8 +155,11 @@ impl Settings {
             elevenlabs: ElevenLabsSettings::read(&mut r),
             telnyx: TelnyxSettings::read(&mut r),
             signalwire: SignalWireSettings::read(&mut r),
+            deepl: DeepLSettings::read(&mut r),
+            openai: OpenAiSettings::read(&mut r),
         };
         let transcription = TranscriptionSettings::read(&mut r);
+        let translation = TranslationSettings::read(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -174,6 +185,7 @@ impl Settings {
             queues,
             vendors,
             transcription,
+            translation,
         })
     }
 
@@ -208,6 +220,27 @@ impl Settings {
             ConfigError::single(
                 "TRANSCRIPTION_QUEUE_URL",
                 "this function sends transcription jobs",
+            )
+        })
+    }
+
+    /// The translation providers: DeepL, OpenAI or both; a function that translates refuses to
+    /// start with neither (the local stack points both at the sandbox when no key is set).
+    pub fn require_translation_keys(&self) -> Result<(), ConfigError> {
+        if self.vendors.deepl.api_key.is_none() && self.vendors.openai.api_key.is_none() {
+            return Err(ConfigError::single(
+                "DEEPL_API_KEY",
+                "this function translates and needs DEEPL_API_KEY, OPENAI_API_KEY or both",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn require_translation_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.translations.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "TRANSLATION_QUEUE_URL",
+                "this function sends translation jobs",
             )
         })
     }

@@ -10,6 +10,7 @@ pub mod paging;
 pub mod recordings;
 pub mod speech;
 pub mod transcriptions;
+pub mod translations;
 
 pub use error::{Error, FieldError};
 pub use ids::UserId;

@@ -76,6 +76,18 @@ pub const VENDORS: &[Vendor] = &[
             ),
         ],
     },
+    Vendor {
+        name: "DeepL",
+        key: "DEEPL_API_KEY",
+        base_urls: &["DEEPL_BASE_URL"],
+        fixed: &[],
+    },
+    Vendor {
+        name: "OpenAI",
+        key: "OPENAI_API_KEY",
+        base_urls: &["OPENAI_BASE_URL"],
+        fixed: &[],
+    },
 ];
 
 /// The key value the sandbox accepts for `vendor`.

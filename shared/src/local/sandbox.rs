@@ -13,7 +13,7 @@ use axum::Router;
 use crate::local::telephony::Simulator;
 use crate::vendors::signalwire::sandbox::SignalWireSandbox;
 use crate::vendors::telnyx::sandbox::TelnyxSandbox;
-use crate::vendors::{assemblyai, elevenlabs};
+use crate::vendors::{assemblyai, deepl, elevenlabs, openai};
 
 /// A running sandbox; dropping it does not stop the server (it lives as long as the runtime).
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Res
     let app = Router::new()
         .merge(assemblyai::sandbox::routes(processing_delay))
         .merge(elevenlabs::sandbox::routes())
+        .merge(deepl::sandbox::routes())
+        .merge(openai::sandbox::routes())
         .merge(telnyx.routes())
         .merge(signalwire.routes())
         .merge(calls.routes());

@@ -63,18 +63,22 @@ pub enum ErrorCode {
     RecordingDeleted,
     /// The result was made but could not be stored.
     StorageFailed,
+    /// The input has nothing the job could work on (a transcript without text, a language pair
+    /// no provider supports).
+    UnsupportedInput,
     /// Anything else.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::VendorRejected,
         ErrorCode::VendorUnavailable,
         ErrorCode::AudioUnreadable,
         ErrorCode::Interrupted,
         ErrorCode::RecordingDeleted,
         ErrorCode::StorageFailed,
+        ErrorCode::UnsupportedInput,
         ErrorCode::Internal,
     ];
 
@@ -87,6 +91,7 @@ impl ErrorCode {
             ErrorCode::Interrupted => "interrupted",
             ErrorCode::RecordingDeleted => "recording_deleted",
             ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::UnsupportedInput => "unsupported_input",
             ErrorCode::Internal => "internal",
         }
     }
@@ -111,6 +116,9 @@ impl ErrorCode {
             }
             ErrorCode::RecordingDeleted => "the recording was deleted before it was processed",
             ErrorCode::StorageFailed => "the result could not be stored; request the job again",
+            ErrorCode::UnsupportedInput => {
+                "the input has nothing this job can work on (no text, or a language pair no provider supports)"
+            }
             ErrorCode::Internal => "an internal error stopped the job",
         }
     }
