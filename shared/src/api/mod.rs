@@ -10,5 +10,5 @@ pub mod pipeline;
 pub mod settings;
 
 pub use error::{ApiError, ApiResult, FieldError, PROBLEM_JSON, json, no_content};
-pub use extract::{parse_json, path_uuid, query_param};
+pub use extract::{inline_vendor_deadline, parse_json, path_uuid, query_param};
 pub use pipeline::{Cors, Http};

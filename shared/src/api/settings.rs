@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::domain::lifecycle::config::LifecycleSettings;
 use crate::domain::transcriptions::config::TranscriptionSettings;
 use crate::platform::db::DatabaseSettings;
 use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_origin};
@@ -36,6 +37,7 @@ pub struct Settings {
     pub queues: QueueSettings,
     pub vendors: VendorSettings,
     pub transcription: TranscriptionSettings,
+    pub lifecycle: LifecycleSettings,
 }
 
 /// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
@@ -43,6 +45,8 @@ pub struct Settings {
 pub struct QueueSettings {
     pub transcriptions: Option<String>,
     pub tts: Option<String>,
+    /// Account deletions and exports.
+    pub account: Option<String>,
     /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
     pub max_receive_count: u32,
 }
@@ -116,6 +120,7 @@ impl Settings {
         let queues = QueueSettings {
             transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
             tts: r.queue_url("TTS_QUEUE_URL"),
+            account: r.queue_url("ACCOUNT_QUEUE_URL"),
             max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
         };
         let vendors = VendorSettings {
@@ -124,6 +129,7 @@ impl Settings {
             elevenlabs: ElevenLabsSettings::read(&mut r),
         };
         let transcription = TranscriptionSettings::read(&mut r);
+        let lifecycle = LifecycleSettings::read(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -146,6 +152,7 @@ impl Settings {
             queues,
             vendors,
             transcription,
+            lifecycle,
         })
     }
 
@@ -181,6 +188,15 @@ impl Settings {
             .tts
             .as_deref()
             .ok_or_else(|| ConfigError::single("TTS_QUEUE_URL", "this function sends speech jobs"))
+    }
+
+    pub fn require_account_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.account.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "ACCOUNT_QUEUE_URL",
+                "this function sends account deletions or exports",
+            )
+        })
     }
 
     /// The key of the pagination cursors, for the functions that list.
