@@ -4,5 +4,8 @@ use lambda_runtime::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     let app = shared::App::init(lifecycle_sweeper::FUNCTION).await?;
     let sweeper = app.lifecycle_sweeper(shared::platform::queue::sqs_client().await)?;
-    run(service_fn(|event| lifecycle_sweeper::handle(&sweeper, event))).await
+    run(service_fn(|event| {
+        lifecycle_sweeper::handle(&sweeper, event)
+    }))
+    .await
 }

@@ -13,6 +13,7 @@ pub async fn handle(app: &App, jobs: &TtsJobs, copies: &VendorCopies, req: Reque
     let session = app.sessions.authenticate(req.headers()).await?;
     let id = api::path_uuid(&req, "id")?;
     let deadline_ms = api::inline_vendor_deadline(&req);
-    jobs.delete(session.user.id, id, copies, deadline_ms).await?;
+    jobs.delete(session.user.id, id, copies, deadline_ms)
+        .await?;
     Ok(api::no_content())
 }

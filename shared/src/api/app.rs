@@ -195,7 +195,9 @@ impl App {
 
     /// `recordings-delete`: the recordings service with the AssemblyAI transcripts it deletes.
     pub fn recording_deletion(&self) -> Result<Recordings, ConfigError> {
-        Ok(self.recordings()?.with_copies(self.vendor_copies(true, false)?))
+        Ok(self
+            .recordings()?
+            .with_copies(self.vendor_copies(true, false)?))
     }
 
     /// `DELETE /api/me`: the tombstone and the account queue.

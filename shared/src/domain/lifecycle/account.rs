@@ -252,7 +252,10 @@ impl AccountDeletions {
                 Outcome::AlreadyCompleted
             });
         }
-        match self.remove_everything(user, storage, copies, deadline_ms).await {
+        match self
+            .remove_everything(user, storage, copies, deadline_ms)
+            .await
+        {
             Ok(report) => {
                 db::fetch(
                     &self.db,
@@ -296,7 +299,10 @@ impl AccountDeletions {
         let mut found = Vec::new();
         for (kind, sql) in VENDOR_COPY_SOURCES {
             let rows = db::fetch(&self.db, sql, &[(&user, Type::INT4)]).await?;
-            found.extend(rows.iter().map(|r| VendorCopy::new(*kind, r.get::<_, String>(0))));
+            found.extend(
+                rows.iter()
+                    .map(|r| VendorCopy::new(*kind, r.get::<_, String>(0))),
+            );
         }
         copies.record(user, &found).await?;
         // 3. Billing, while the rows that name the subscription still exist.

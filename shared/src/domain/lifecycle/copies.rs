@@ -231,10 +231,7 @@ impl VendorCopies {
                           WHERE done_at IS NULL AND next_attempt_at <= now()
                           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING vendor, kind, object_id",
-            &[
-                (&batch, Type::INT8),
-                (&LEASE.as_secs_f64(), Type::FLOAT8),
-            ],
+            &[(&batch, Type::INT8), (&LEASE.as_secs_f64(), Type::FLOAT8)],
         )
         .await?;
         let mut copies = Vec::new();
@@ -242,7 +239,11 @@ impl VendorCopies {
             let (vendor, kind, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
             match Kind::parse(&vendor, &kind) {
                 Some(kind) => copies.push(VendorCopy::new(kind, id)),
-                None => tracing::warn!(vendor, kind, "a vendor deletion of a kind this build does not know"),
+                None => tracing::warn!(
+                    vendor,
+                    kind,
+                    "a vendor deletion of a kind this build does not know"
+                ),
             }
         }
         Ok(self.settle(&copies, deadline_ms).await)

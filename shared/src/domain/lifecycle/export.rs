@@ -127,7 +127,12 @@ impl Exports {
         .await?;
         let export = Export::from_row(&rows[0]);
         queue
-            .send_and_mark(&self.db, MARK_SENT, id, &AccountJob::Export { export_id: id })
+            .send_and_mark(
+                &self.db,
+                MARK_SENT,
+                id,
+                &AccountJob::Export { export_id: id },
+            )
             .await;
         Ok(export)
     }
@@ -205,7 +210,10 @@ impl Exports {
     pub async fn document(&self, owner: UserId) -> Result<Value, Retry> {
         let mut sections = serde_json::Map::new();
         for section in Section::ALL {
-            sections.insert(section.name().to_owned(), self.section(*section, owner).await?);
+            sections.insert(
+                section.name().to_owned(),
+                self.section(*section, owner).await?,
+            );
         }
         let generated_at = OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -307,10 +315,8 @@ impl Exports {
                     let live = job["status"] == "completed" && job["expired"] == false;
                     let link = match (live, key.as_ref().and_then(Value::as_str)) {
                         (true, Some(key)) => {
-                            let name = format!(
-                                "speech-{}",
-                                key.rsplit('/').next().unwrap_or("audio")
-                            );
+                            let name =
+                                format!("speech-{}", key.rsplit('/').next().unwrap_or("audio"));
                             let content_type = job["content_type"]
                                 .as_str()
                                 .unwrap_or("application/octet-stream")
@@ -347,7 +353,10 @@ impl Exports {
              WHERE status = 'completed' AND expired_at IS NULL
                AND completed_at < now() - make_interval(secs => $1)
              ORDER BY completed_at LIMIT $2",
-            &[(&retention.as_secs_f64(), Type::FLOAT8), (&batch, Type::INT8)],
+            &[
+                (&retention.as_secs_f64(), Type::FLOAT8),
+                (&batch, Type::INT8),
+            ],
         )
         .await?;
         let mut expired = 0;
@@ -363,7 +372,9 @@ impl Exports {
                     .await?;
                     expired += 1;
                 }
-                Err(e) => tracing::warn!(export = %id, error = %e, "could not remove an expired export"),
+                Err(e) => {
+                    tracing::warn!(export = %id, error = %e, "could not remove an expired export")
+                }
             }
         }
         Ok(expired)

@@ -64,7 +64,10 @@ impl AccountWorker {
                 Err(retry) if delivery.receive_count >= self.max_receive_count => {
                     tracing::warn!(export = %export_id, error = %retry, "export failed on its last delivery");
                     self.exports
-                        .fail(*export_id, "the export could not be built; request a new one")
+                        .fail(
+                            *export_id,
+                            "the export could not be built; request a new one",
+                        )
                         .await?;
                     Ok(Advanced::Export(crate::domain::jobs::Status::Failed))
                 }
