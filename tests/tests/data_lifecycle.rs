@@ -35,7 +35,10 @@ async fn ctx() -> Ctx {
             ("ASSEMBLYAI_API_KEY", AAI_KEY),
             ("ELEVENLABS_API_KEY", EL_KEY),
             // The speech worker is built in one test; only its reconciler sends.
-            ("TTS_QUEUE_URL", "http://127.0.0.1:1/123456789012/tts-unused"),
+            (
+                "TTS_QUEUE_URL",
+                "http://127.0.0.1:1/123456789012/tts-unused",
+            ),
         ])
         .build()
         .await;
