@@ -16,6 +16,9 @@ WEBHOOK_SECRET = os.environ["PARLEY_ST_WEBHOOK_SECRET"]
 # Sign-out ends the session it is given, so each call gets one of its own from this pool.
 with open(os.environ["PARLEY_ST_SIGN_OUT_SESSIONS"], encoding="ascii") as pool:
     SIGN_OUT_SESSIONS = pool.read().split()
+# Deleting the account ends every session of its user, so each call is a user of its own.
+with open(os.environ["PARLEY_ST_DELETE_ACCOUNT_SESSIONS"], encoding="ascii") as pool:
+    DELETE_ACCOUNT_SESSIONS = pool.read().split()
 
 COOKIE = "authjs.session-token"
 WEBHOOK_HEADER = "X-Parley-Webhook-Secret"
@@ -24,7 +27,8 @@ VALID_KEY = re.compile(r"[\x21-\x7E]{1,255}")
 
 @schemathesis.auth(refresh_interval=None)
 class ParleyAuth:
-    """Credentials per route: fresh sessions for sign-out, the job secret for the webhook."""
+    """Credentials per route: fresh sessions for sign-out and account deletion, the job secret
+    for the webhook."""
 
     def get(self, case, ctx):
         path = case.operation.path
@@ -36,6 +40,10 @@ class ParleyAuth:
             if not SIGN_OUT_SESSIONS:
                 raise RuntimeError("the pool of sign-out sessions is used up; make the pool larger")
             return ("cookie", SIGN_OUT_SESSIONS.pop())
+        if path == "/api/me" and case.method.upper() == "DELETE":
+            if not DELETE_ACCOUNT_SESSIONS:
+                raise RuntimeError("the pool of account-deletion sessions is used up; make it larger")
+            return ("cookie", DELETE_ACCOUNT_SESSIONS.pop())
         return ("cookie", SESSION)
 
     def set(self, case, data, ctx):

@@ -341,6 +341,9 @@ struct LocalStack {
     routes: Vec<shared::local::Route>,
     http: reqwest::Client,
     sandbox: shared::local::sandbox::Running,
+    /// The bucket the functions use, to look at what is left in it.
+    storage: shared::platform::storage::Storage,
+    sandbox_url: String,
     _moto: parley_tests::Moto,
 }
 
@@ -395,6 +398,12 @@ impl LocalStack {
         }
         let port = parley_tests::free_port();
         let mut owned = moto.bucket_env().await;
+        let storage = shared::platform::storage::Storage::new(
+            parley_tests::settings_with(&db.url, &parley_tests::borrow(&owned))
+                .storage
+                .as_ref()
+                .expect("moto's bucket"),
+        );
         owned.extend(keyless);
         let mut owned: Vec<(String, String)> = owned
             .into_iter()
@@ -426,6 +435,8 @@ impl LocalStack {
             sqs,
             routes,
             http: reqwest::Client::new(),
+            sandbox_url: sandbox.base_url.clone(),
+            storage,
             sandbox,
             _moto: moto,
         }
@@ -454,11 +465,15 @@ impl LocalStack {
                 std::time::Instant::now() < deadline,
                 "the pipeline did not finish: {got}"
             );
-            for route in &self.routes {
-                shared::local::pump_once(&self.sqs, &http, &self.api.invoke_base, route, 1)
-                    .await
-                    .unwrap();
-            }
+            self.pump(&http).await;
+        }
+    }
+
+    async fn pump(&self, http: &reqwest::Client) {
+        for route in &self.routes {
+            shared::local::pump_once(&self.sqs, http, &self.api.invoke_base, route, 1)
+                .await
+                .unwrap();
         }
     }
 }
@@ -1124,4 +1139,210 @@ async fn an_expired_telnyx_link_is_refetched_and_a_vanished_recording_fails_clea
         .unwrap()
         .get(0);
     assert!(error.contains("Telnyx"), "{error}");
+}
+
+#[tokio::test]
+async fn deleting_an_account_after_a_transcription_leaves_nothing_in_the_database_bucket_or_vendors()
+ {
+    let stack = LocalStack::start().await;
+    let made = authjs(
+        &stack.db.url,
+        &["create-session", "--email", "erase-me@example.com"],
+    );
+    let user: i32 = made["user_id"].as_str().unwrap().parse().unwrap();
+    let cookie = format!(
+        "authjs.session-token={}",
+        made["session_token"].as_str().unwrap()
+    );
+    let origin = "http://localhost:3000";
+    // Upload, transcribe (the sandbox holds the transcript), and speak (it keeps a history item).
+    let recording = stack
+        .api
+        .ready_recording(
+            &stack.http,
+            &cookie,
+            &shared::platform::audio::silent_wav(2.0, 16000),
+        )
+        .await;
+    let created: Value = stack
+        .http
+        .post(
+            stack
+                .api
+                .url(&format!("/api/recordings/{recording}/transcriptions")),
+        )
+        .header("cookie", &cookie)
+        .header("origin", origin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["transcription"]["id"].as_str().unwrap().to_owned();
+    let url = stack.api.url(&format!("/api/transcriptions/{id}"));
+    let got = stack
+        .pump_until_settled(&cookie, &url, "transcription")
+        .await;
+    assert_eq!(got["transcription"]["status"], "completed", "{got}");
+    let spoken: Value = stack
+        .http
+        .post(stack.api.url("/api/tts"))
+        .header("cookie", &cookie)
+        .header("origin", origin)
+        .json(&serde_json::json!({"text": "Goodbye.", "voice_id": "21m00Tcm4TlvDq8ikWAM"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tts = spoken["tts"]["id"].as_str().unwrap().to_owned();
+    let got = stack
+        .pump_until_settled(&cookie, &stack.api.url(&format!("/api/tts/{tts}")), "tts")
+        .await;
+    assert_eq!(got["tts"]["status"], "completed", "{got}");
+    let row = stack
+        .db
+        .client
+        .query_one(
+            "SELECT (SELECT vendor_transcript_id FROM transcriptions WHERE owner_id = $1),
+                    (SELECT vendor_history_item_id FROM tts_jobs WHERE owner_id = $1)",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    let (transcript, history_item): (String, String) = (row.get(0), row.get(1));
+    let sandbox = reqwest::Client::new();
+    let at_vendor = |path: String, key: &'static str| {
+        sandbox
+            .get(format!("{}{path}", stack.sandbox_url))
+            .header(key, "sandbox")
+            .send()
+    };
+    let before: Value = at_vendor(format!("/v2/transcript/{transcript}"), "authorization")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        before["text"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox transcript")
+    );
+    assert_eq!(
+        at_vendor(format!("/v1/history/{history_item}"), "xi-api-key")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let prefix = format!("users/{user}/");
+    assert_eq!(stack.storage.list_keys(&prefix).await.unwrap().len(), 2);
+
+    let deleted = stack
+        .http
+        .delete(stack.api.url("/api/me"))
+        .header("cookie", &cookie)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    let body: Value = deleted.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"deletion": {"status": "queued"}}));
+    let me = stack
+        .http
+        .get(stack.api.url("/api/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+
+    // The account worker runs from the queue, as on a deployed stage.
+    let http = shared::platform::http_client::http_client(Duration::from_secs(900));
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let status: Option<String> = stack
+            .db
+            .client
+            .query_opt(
+                "SELECT status FROM account_deletions WHERE user_id = $1",
+                &[&user],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if status.as_deref() == Some("completed") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deletion did not finish: {status:?}"
+        );
+        stack.pump(&http).await;
+    }
+
+    // Nothing of the user in the database...
+    for owned in shared::domain::lifecycle::account::OWNED_TABLES {
+        let n: i64 = stack
+            .db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {} = $1",
+                    owned.table, owned.owner_column
+                ),
+                &[&user],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{} still holds rows", owned.table);
+    }
+    let users: i64 = stack
+        .db
+        .client
+        .query_one("SELECT count(*) FROM users WHERE id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
+    let pending: i64 = stack
+        .db
+        .client
+        .query_one(
+            "SELECT count(*) FROM vendor_deletions WHERE subject_user_id = $1 AND done_at IS NULL",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0);
+    // ...in the bucket...
+    assert_eq!(
+        stack.storage.list_keys(&prefix).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // ...or at the vendors: the transcript redacted as AssemblyAI does, the history item gone.
+    let after: Value = at_vendor(format!("/v2/transcript/{transcript}"), "authorization")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["text"], "Deleted by user.");
+    assert_eq!(after["audio_url"], "http://deleted_by_user");
+    assert_eq!(after["words"], Value::Null);
+    assert_eq!(
+        at_vendor(format!("/v1/history/{history_item}"), "xi-api-key")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

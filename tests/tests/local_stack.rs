@@ -330,7 +330,7 @@ async fn unknown_routes_get_problem_json_404_and_watch_stays_internal() {
     )
     .await;
     assert_not_found(
-        http.delete(api.url("/api/me")).send().await.unwrap(),
+        http.put(api.url("/api/me")).send().await.unwrap(),
         "a method the path does not declare",
     )
     .await;

@@ -32,7 +32,7 @@ impl Ctx {
 
 async fn ctx(extra: &[(&'static str, &str)]) -> Ctx {
     let TestStack { db, app, moto, .. } = TestStack::builder("recordings").env(extra).build().await;
-    let recordings = app.recordings().expect("storage configured");
+    let recordings = app.recording_deletion().expect("storage configured");
     Ctx {
         db,
         app,
@@ -647,7 +647,7 @@ async fn a_delete_that_r2_refuses_hides_the_row_and_leaves_it_for_the_sweeper() 
             ("R2_SECRET_ACCESS_KEY", "y"),
         ]),
     );
-    let dead_recordings = dead.recordings().unwrap();
+    let dead_recordings = dead.recording_deletion().unwrap();
     let event = Event::new("DELETE", &format!("/api/recordings/{id}"))
         .path_param("id", &id)
         .header("authorization", &bearer(&token));

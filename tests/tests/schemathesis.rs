@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 /// Sign-outs schemathesis may make, each with a session of its own.
 const SIGN_OUT_SESSIONS: usize = 400;
+/// Account deletions schemathesis may make, each by a user of its own (a deletion ends every
+/// session of its user, so it must never be the user the other routes run as).
+const DELETED_ACCOUNTS: usize = 200;
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "minutes long: cargo xtask test runs it"]
@@ -39,6 +42,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
             "contract-translations",
             "translation-worker",
         ),
+        ("ACCOUNT_QUEUE_URL", "contract-account", "account-worker"),
     ] {
         let route = shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
             .await
@@ -78,6 +82,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
     let token = made["session_token"].as_str().unwrap().to_owned();
     let user: i32 = made["user_id"].as_str().unwrap().parse().unwrap();
     let pool = sign_out_pool(&db, user).await;
+    let doomed = deleted_accounts_pool(&db).await;
 
     let http = reqwest::Client::new();
     let wav = shared::platform::audio::silent_wav(1.0, 16000);
@@ -146,6 +151,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
         )
         .env("PARLEY_ST_SESSION", &token)
         .env("PARLEY_ST_SIGN_OUT_SESSIONS", &pool)
+        .env("PARLEY_ST_DELETE_ACCOUNT_SESSIONS", &doomed)
         .env("PARLEY_ST_READY_RECORDING", &recording)
         .env("PARLEY_ST_TRANSCRIPTION", &transcription)
         .env("PARLEY_ST_WEBHOOK_SECRET", &secret)
@@ -157,6 +163,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
     drop(moto);
     let _ = std::fs::remove_dir_all(&report);
     let _ = std::fs::remove_file(&pool);
+    let _ = std::fs::remove_file(&doomed);
     db.drop_db().await;
     assert!(
         status.success(),
@@ -180,6 +187,32 @@ async fn sign_out_pool(db: &TestDb, user: i32) -> std::path::PathBuf {
     let tokens: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let path = std::env::temp_dir().join(format!(
         "parley-sign-out-sessions-{}.txt",
+        std::process::id()
+    ));
+    std::fs::write(&path, tokens.join("\n")).unwrap();
+    path
+}
+
+/// One user with one session per account deletion; returns the file that lists their tokens.
+async fn deleted_accounts_pool(db: &TestDb) -> std::path::PathBuf {
+    let rows = db
+        .client
+        .query(
+            r#"WITH made AS (
+                   INSERT INTO users (name, email)
+                   SELECT 'Doomed', 'doomed-' || n || '@example.com' FROM generate_series(1, $1) AS n
+                   RETURNING id
+               )
+               INSERT INTO sessions ("userId", expires, "sessionToken")
+               SELECT id, now() + interval '1 day', gen_random_uuid()::text FROM made
+               RETURNING "sessionToken""#,
+            &[&(DELETED_ACCOUNTS as i32)],
+        )
+        .await
+        .unwrap();
+    let tokens: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let path = std::env::temp_dir().join(format!(
+        "parley-delete-account-sessions-{}.txt",
         std::process::id()
     ));
     std::fs::write(&path, tokens.join("\n")).unwrap();

@@ -33,6 +33,8 @@ usage: cargo xtask <command>
                           assign a number to a user (against $DATABASE_URL or the dev database)
   call --provider telnyx|signalwire --to E164 [--from E164] [--seconds N]
                           play a whole inbound call through the running `cargo xtask dev` sandbox
+  deletion status USER_ID show an account deletion: its tombstone, rows and objects' counts left,
+                          vendor copies not yet confirmed ($DATABASE_URL or the local dev database)
   bench [--cold N] [--warm N] [--only a,b]
                           time functions' release binaries under a Lambda Runtime API emulator
                           against a hello-world floor and pgbench; writes docs/benchmarks.md
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("migrate") => runtime.block_on(migrate_command()),
         Some("session") => runtime.block_on(session(&args[1..])),
+        Some("deletion") => runtime.block_on(deletion(&args[1..])),
         Some("bench") => runtime.block_on(bench::bench(&args[1..])),
         Some("phone-number") => runtime.block_on(with_database(|url| async move {
             calls::phone_number(&args[1..], &url).await
@@ -647,4 +650,33 @@ async fn session(args: &[String]) -> Result {
         "  curl -si -X POST http://127.0.0.1:{port}/api/auth/sign-out -H 'Cookie: authjs.session-token={token}' -H 'Origin: http://localhost:3000'"
     );
     Ok(())
+}
+
+/// `cargo xtask deletion status <user-id>`: what an account deletion did and what is left.
+async fn deletion(args: &[String]) -> Result {
+    const USAGE: &str = "usage: cargo xtask deletion status USER_ID";
+    let user: i32 = match args {
+        [command, id] if command == "status" => id.parse().map_err(|_| USAGE.to_owned())?,
+        _ => return Err(USAGE.to_owned()),
+    };
+    let (url, server) = target_database().await?;
+    let found = deletion_status(&url, user).await;
+    if let Some(server) = server {
+        server.stop();
+    }
+    println!("{}", found?);
+    Ok(())
+}
+
+async fn deletion_status(url: &str, user: i32) -> Result<String> {
+    let settings = shared::api::settings::Settings::from_lookup(|name| {
+        (name == "DATABASE_URL").then(|| url.to_owned())
+    })
+    .map_err(|e| e.to_string())?;
+    let pool = shared::platform::db::pool(&settings.database);
+    let status = shared::domain::lifecycle::account::AccountDeletions::reader(pool)
+        .status(shared::domain::UserId::new(user))
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&status).map_err(|e| e.to_string())
 }

@@ -1,4 +1,5 @@
-//! `DELETE /api/recordings/{id}`: removes the object and the row (the sweeper finishes if R2 fails).
+//! `DELETE /api/recordings/{id}`: removes the object, the row and its transcriptions, and the
+//! transcripts at AssemblyAI (the sweeper finishes whatever R2 or AssemblyAI refused).
 
 use lambda_http::Request;
 use shared::App;
@@ -10,6 +11,7 @@ pub const FUNCTION: &str = "recordings-delete";
 pub async fn handle(app: &App, recordings: &Recordings, req: Request) -> ApiResult {
     let session = app.sessions.authenticate(req.headers()).await?;
     let id = api::path_uuid(&req, "id")?;
-    recordings.delete(session.user.id, id).await?;
+    let deadline_ms = api::inline_vendor_deadline(&req);
+    recordings.delete(session.user.id, id, deadline_ms).await?;
     Ok(api::no_content())
 }

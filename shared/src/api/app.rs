@@ -8,6 +8,10 @@ use crate::domain::calls::ingest::RecordingIngest;
 use crate::domain::calls::numbers::PhoneNumbers;
 use crate::domain::calls::webhooks::WebhookEvents;
 use crate::domain::calls::worker::CallWorker;
+use crate::domain::lifecycle::account::AccountDeletions;
+use crate::domain::lifecycle::copies::{Holders, VendorCopies};
+use crate::domain::lifecycle::export::Exports;
+use crate::domain::lifecycle::{AccountWorker, LifecycleSweeper};
 use crate::domain::paging::Cursors;
 use crate::domain::recordings::Recordings;
 use crate::domain::speech::jobs::{TtsJobs, TtsWorker};
@@ -364,6 +368,120 @@ impl App {
             translator: self.translator()?,
             idempotency: self.idempotency.clone(),
             max_receive_count: self.settings.queues.max_receive_count,
+        })
+    }
+
+    /// The ElevenLabs client for deletions (the synthesis settings are not needed for those).
+    pub fn elevenlabs(&self) -> Result<ElevenLabs, ConfigError> {
+        let settings = self.settings.require_elevenlabs()?;
+        let http = crate::platform::http_client::http_client(settings.timeout);
+        Ok(ElevenLabs::new(settings, http))
+    }
+
+    /// Where deletions reach: R2 always, and each vendor this function is given a key for.
+    /// `assemblyai`/`elevenlabs` say which vendors it must reach: a deployed stage fails init
+    /// without their keys. Any other (or, locally, any missing) vendor's copies stay recorded in
+    /// `vendor_deletions` for the sweeper, which has every key.
+    pub fn vendor_copies(
+        &self,
+        assemblyai: bool,
+        elevenlabs: bool,
+    ) -> Result<VendorCopies, ConfigError> {
+        let mut problems = Vec::new();
+        let mut need = |wanted: bool, r: Result<(), ConfigError>| {
+            if let (true, Err(e)) = (wanted, r) {
+                problems.extend(e.problems);
+            }
+        };
+        let deployed = self.settings.stage.is_deployed();
+        need(true, self.settings.require_storage().map(drop));
+        need(
+            assemblyai && deployed,
+            self.settings.require_assemblyai().map(drop),
+        );
+        need(
+            elevenlabs && deployed,
+            self.settings.require_elevenlabs().map(drop),
+        );
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let (telnyx, signalwire) = self.telephony_clients();
+        let holders = Holders {
+            assemblyai: self.assemblyai().ok(),
+            elevenlabs: self.elevenlabs().ok(),
+            storage: Some(Storage::new(self.settings.require_storage()?)),
+            telnyx,
+            signalwire,
+        };
+        Ok(VendorCopies::new(self.db.clone(), holders))
+    }
+
+    /// `recordings-delete`: the recordings service with the AssemblyAI transcripts it deletes.
+    pub fn recording_deletion(&self) -> Result<Recordings, ConfigError> {
+        Ok(self
+            .recordings()?
+            .with_copies(self.vendor_copies(true, false)?))
+    }
+
+    /// `DELETE /api/me`: the tombstone and the account queue.
+    pub fn account_deletion_requests(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<AccountDeletions, ConfigError> {
+        let queue = JobQueue::new(sqs, self.settings.require_account_queue()?);
+        Ok(AccountDeletions::requests(self.db.clone(), queue))
+    }
+
+    /// Exports from the API: R2 for the links, and the queue when `sqs` is given (create).
+    pub fn exports(&self, sqs: Option<aws_sdk_sqs::Client>) -> Result<Exports, ConfigError> {
+        let storage = Storage::new(self.settings.require_storage()?);
+        let queue = match sqs {
+            Some(sqs) => Some(JobQueue::new(sqs, self.settings.require_account_queue()?)),
+            None => None,
+        };
+        Ok(Exports::new(self.db.clone(), storage, queue))
+    }
+
+    /// The account worker: R2, both vendors, and the queue. Every problem reported at once.
+    pub fn account_worker(&self, sqs: aws_sdk_sqs::Client) -> Result<AccountWorker, ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.settings.require_account_queue() {
+            problems.extend(e.problems);
+        }
+        let copies = self.vendor_copies(true, true);
+        if let Err(e) = &copies {
+            problems.extend(e.problems.clone());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let queue = JobQueue::new(sqs, self.settings.require_account_queue()?);
+        let storage = Storage::new(self.settings.require_storage()?);
+        Ok(AccountWorker {
+            deletions: AccountDeletions::worker(
+                self.db.clone(),
+                queue.clone(),
+                storage.clone(),
+                copies?,
+            ),
+            exports: Exports::new(self.db.clone(), storage, Some(queue)),
+            max_receive_count: self.settings.queues.max_receive_count,
+        })
+    }
+
+    /// The scheduled lifecycle sweep: what the account worker has, plus the retention settings.
+    pub fn lifecycle_sweeper(
+        &self,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<LifecycleSweeper, ConfigError> {
+        let worker = self.account_worker(sqs)?;
+        Ok(LifecycleSweeper {
+            db: self.db.clone(),
+            copies: self.vendor_copies(true, true)?,
+            deletions: worker.deletions,
+            exports: worker.exports,
+            settings: self.settings.lifecycle,
         })
     }
 

@@ -216,3 +216,16 @@ pub fn page_limit(req: &Request, default: i64, max: i64) -> Result<i64, ApiError
         },
     }
 }
+
+/// The deadline for vendor calls made while the user waits (a deletion tried at once): the
+/// Lambda deadline, but never more than five seconds away, since a refusal is retried by the
+/// sweeper anyway and the user should get the answer quickly.
+pub fn inline_vendor_deadline(req: &Request) -> u64 {
+    use lambda_http::RequestExt;
+    const INLINE: u64 = 5_000;
+    let soon = crate::platform::lambda::now_ms() + INLINE;
+    let lambda = crate::platform::lambda::effective_deadline(
+        req.lambda_context_ref().map(|c| c.deadline).unwrap_or(0),
+    );
+    if lambda == 0 { soon } else { lambda.min(soon) }
+}

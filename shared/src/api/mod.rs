@@ -11,5 +11,5 @@ pub mod settings;
 pub mod webhook;
 
 pub use error::{ApiError, ApiResult, FieldError, PROBLEM_JSON, json, no_content};
-pub use extract::{page_limit, parse_json, path_uuid, query_param};
+pub use extract::{inline_vendor_deadline, page_limit, parse_json, path_uuid, query_param};
 pub use pipeline::{Cors, Http};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::domain::lifecycle::config::LifecycleSettings;
 use crate::domain::transcriptions::config::TranscriptionSettings;
 use crate::domain::translations::config::TranslationSettings;
 use crate::platform::db::DatabaseSettings;
@@ -48,6 +49,7 @@ pub struct Settings {
     pub vendors: VendorSettings,
     pub transcription: TranscriptionSettings,
     pub translation: TranslationSettings,
+    pub lifecycle: LifecycleSettings,
 }
 
 /// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
@@ -60,6 +62,8 @@ pub struct QueueSettings {
     /// Call recordings to take into R2.
     pub recording_ingest: Option<String>,
     pub translations: Option<String>,
+    /// Account deletions and exports.
+    pub account: Option<String>,
     /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
     pub max_receive_count: u32,
 }
@@ -147,6 +151,7 @@ impl Settings {
             calls: r.queue_url("CALL_QUEUE_URL"),
             recording_ingest: r.queue_url("RECORDING_INGEST_QUEUE_URL"),
             translations: r.queue_url("TRANSLATION_QUEUE_URL"),
+            account: r.queue_url("ACCOUNT_QUEUE_URL"),
             max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
         };
         let vendors = VendorSettings {
@@ -160,6 +165,7 @@ impl Settings {
         };
         let transcription = TranscriptionSettings::read(&mut r);
         let translation = TranslationSettings::read(&mut r);
+        let lifecycle = LifecycleSettings::read(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -186,6 +192,7 @@ impl Settings {
             vendors,
             transcription,
             translation,
+            lifecycle,
         })
     }
 
@@ -266,6 +273,15 @@ impl Settings {
             ConfigError::single(
                 "RECORDING_INGEST_QUEUE_URL",
                 "this function sends call recordings to ingest",
+            )
+        })
+    }
+
+    pub fn require_account_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.account.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "ACCOUNT_QUEUE_URL",
+                "this function sends account deletions or exports",
             )
         })
     }

@@ -5,6 +5,7 @@ pub mod calls;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod lifecycle;
 pub mod owned;
 pub mod paging;
 pub mod recordings;

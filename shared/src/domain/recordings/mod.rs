@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::ids::UserId;
+use crate::domain::lifecycle::copies::{Kind, VendorCopies, VendorCopy};
 use crate::domain::owned::owned_row;
 use crate::domain::paging::{Cursors, Keyed, Page, Position};
 use crate::domain::{Error, FieldError};
@@ -240,6 +241,8 @@ pub struct Recordings {
     storage: Storage,
     cursors: Cursors,
     max_bytes: u64,
+    /// Where derived copies (AssemblyAI transcripts) are deleted; only `recordings-delete` has it.
+    copies: Option<VendorCopies>,
 }
 
 impl Recordings {
@@ -249,7 +252,14 @@ impl Recordings {
             storage,
             cursors,
             max_bytes,
+            copies: None,
         }
+    }
+
+    /// With the vendor copies a deletion must reach.
+    pub fn with_copies(mut self, copies: VendorCopies) -> Self {
+        self.copies = Some(copies);
+        self
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -503,7 +513,38 @@ impl Recordings {
 
     /// Marks the row deleted, removes the object, then the row. If R2 fails the row stays marked
     /// `deleted` (invisible to the owner) and the sweeper, or a repeated DELETE, finishes the job.
-    pub async fn delete(&self, owner: UserId, id: Uuid) -> Result<(), Error> {
+    ///
+    /// The transcripts AssemblyAI holds for the recording are recorded for deletion first (the
+    /// transcription rows go with the recording row, by cascade) and tried now; one AssemblyAI
+    /// refuses is finished by the sweeper and never blocks the 204.
+    pub async fn delete(&self, owner: UserId, id: Uuid, deadline_ms: u64) -> Result<(), Error> {
+        let copies = self.copies.as_ref().ok_or_else(|| {
+            Error::Internal("built without the vendor copies a deletion must reach".into())
+        })?;
+        let transcripts = db::fetch(
+            &self.db,
+            "SELECT t.vendor_transcript_id FROM transcriptions t
+             JOIN recordings r ON r.id = t.recording_id
+             WHERE r.id = $1 AND r.owner_id = $2 AND t.vendor_transcript_id IS NOT NULL",
+            &[(&id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await?;
+        let mut found: Vec<VendorCopy> = transcripts
+            .iter()
+            .map(|r| VendorCopy::new(Kind::AssemblyAiTranscript, r.get::<_, String>(0)))
+            .collect();
+        // A recording taken from a call is deleted at its telephony vendor too.
+        let source = db::fetch(
+            &self.db,
+            "SELECT source_vendor, source_recording_id FROM recordings
+              WHERE id = $1 AND owner_id = $2 AND source_recording_id IS NOT NULL",
+            &[(&id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await?;
+        found.extend(source.iter().filter_map(|r| {
+            crate::domain::lifecycle::copies::call_recording_copy(r.get(0), r.get(1))
+        }));
+        copies.record(owner, &found).await?;
         let rows = db::fetch(
             &self.db,
             "UPDATE recordings SET status = 'deleted', updated_at = now()
@@ -512,6 +553,7 @@ impl Recordings {
         )
         .await?;
         let key: String = rows.first().ok_or(Error::NotFound)?.get(0);
+        copies.settle(&found, deadline_ms).await;
         self.finish_deletion(id, &key).await.map_err(Error::from)
     }
 

@@ -12,6 +12,7 @@ use super::{NewTts, OutputFormat, VoiceSettings};
 use crate::domain::Error;
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, ErrorCode, JobTable, Pending, PublicError, Retry, Status};
+use crate::domain::lifecycle::copies::{VendorCopies, speech_copies};
 use crate::domain::owned::owned_row;
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::http_client::VendorError;
@@ -47,12 +48,15 @@ pub struct Tts {
     pub updated_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
+    /// True once `SPEECH_RETENTION_DAYS` removed the audio: `status` stays, `audio_url` is null.
+    pub expired: bool,
     #[serde(skip)]
     pub object_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, status, characters, voice_id, model_id, output_format, content_type, \
-                       size_bytes, error, created_at, updated_at, completed_at, object_key";
+                       size_bytes, error, created_at, updated_at, completed_at, object_key, \
+                       expired_at IS NOT NULL";
 
 impl Tts {
     fn from_row(row: &tokio_postgres::Row) -> Tts {
@@ -72,6 +76,7 @@ impl Tts {
             updated_at: row.get(10),
             completed_at: row.get(11),
             object_key: row.get(12),
+            expired: row.get(13),
         }
     }
 }
@@ -149,7 +154,9 @@ impl TtsJobs {
     pub async fn get(&self, owner: UserId, id: Uuid) -> Result<Tts, Error> {
         let sql = format!("SELECT {COLUMNS} FROM tts_jobs WHERE id = $1 AND owner_id = $2");
         let mut tts = Tts::from_row(&owned_row(&self.db, &sql, id, owner).await?);
-        if let (Status::Completed, Some(key)) = (tts.status, tts.object_key.as_deref()) {
+        if let (Status::Completed, false, Some(key)) =
+            (tts.status, tts.expired, tts.object_key.as_deref())
+        {
             let format = OutputFormat::parse(&tts.output_format);
             let extension = format.map_or("bin", |f| f.extension());
             let content_type = tts
@@ -170,6 +177,50 @@ impl TtsJobs {
             tts.audio_url_expires_at = Some(OffsetDateTime::now_utc() + AUDIO_URL_TTL);
         }
         Ok(tts)
+    }
+}
+
+impl TtsJobs {
+    /// Deletes the owner's job, its audio in R2 and its ElevenLabs history item. The copies are
+    /// recorded first, so one the holder refuses now is finished by the sweeper and never blocks
+    /// the 204. A job being synthesized is refused (409): its audio is not stored yet.
+    pub async fn delete(
+        &self,
+        owner: UserId,
+        id: Uuid,
+        copies: &VendorCopies,
+        deadline_ms: u64,
+    ) -> Result<(), Error> {
+        let row = owned_row(
+            &self.db,
+            "SELECT status, object_key, vendor_history_item_id FROM tts_jobs WHERE id = $1 AND owner_id = $2",
+            id,
+            owner,
+        )
+        .await?;
+        if Status::parse(row.get(0)) == Status::Processing {
+            return Err(Error::Conflict(
+                "the speech is being synthesized; delete it once it has completed or failed"
+                    .to_owned(),
+            ));
+        }
+        let found = speech_copies(row.get(1), row.get(2));
+        copies.record(owner, &found).await?;
+        let deleted = db::fetch(
+            &self.db,
+            "DELETE FROM tts_jobs WHERE id = $1 AND owner_id = $2 AND status <> 'processing' RETURNING 1",
+            &[(&id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await?;
+        if deleted.is_empty() {
+            // A worker claimed it between the read and the delete.
+            return Err(Error::Conflict(
+                "the speech is being synthesized; delete it once it has completed or failed"
+                    .to_owned(),
+            ));
+        }
+        copies.settle(&found, deadline_ms).await;
+        Ok(())
     }
 }
 
@@ -208,6 +259,13 @@ struct JobRow {
     output_format: String,
     voice_settings: Option<Value>,
     synth_started: bool,
+}
+
+/// What ElevenLabs said identifies a synthesis: its request, and the history item holding a copy.
+#[derive(Debug, Clone, Copy, Default)]
+struct VendorIds<'a> {
+    request_id: Option<&'a str>,
+    history_item_id: Option<&'a str>,
 }
 
 /// Where a job's audio lives: fixed, so a later delivery can find audio an earlier one stored.
@@ -339,14 +397,12 @@ impl TtsWorker {
                 let size = speech.audio.len() as i64;
                 match self.store(&key, speech.audio, format.content_type()).await {
                     Ok(()) => {
-                        self.complete(
-                            id,
-                            &key,
-                            size,
-                            format.content_type(),
-                            speech.request_id.as_deref(),
-                        )
-                        .await
+                        let vendor_ids = VendorIds {
+                            request_id: speech.request_id.as_deref(),
+                            history_item_id: speech.history_item_id.as_deref(),
+                        };
+                        self.complete(id, &key, size, format.content_type(), vendor_ids)
+                            .await
                     }
                     Err(reason) => {
                         let reason = format!("the audio could not be stored: {reason}");
@@ -388,7 +444,7 @@ impl TtsWorker {
             tracing::info!(tts_id = %id, key, "completing from audio stored by an earlier delivery");
             let size = i64::try_from(object.size).unwrap_or(i64::MAX);
             return self
-                .complete(id, key, size, format.content_type(), None)
+                .complete(id, key, size, format.content_type(), VendorIds::default())
                 .await;
         }
         let reason = "speech synthesis was interrupted after the request was sent to ElevenLabs \
@@ -428,20 +484,22 @@ impl TtsWorker {
         key: &str,
         size: i64,
         content_type: &str,
-        request_id: Option<&str>,
+        vendor_ids: VendorIds<'_>,
     ) -> Result<Advance, Retry> {
         let client = db::client(&self.db).await?;
         let updated = db::query(&client,
                 "UPDATE tts_jobs SET status = 'completed', object_key = $2, size_bytes = $3, content_type = $4,
-                        vendor_request_id = COALESCE($5, vendor_request_id), text = NULL, error = NULL,
-                        updated_at = now(), completed_at = now()
+                        vendor_request_id = COALESCE($5, vendor_request_id),
+                        vendor_history_item_id = COALESCE($6, vendor_history_item_id),
+                        text = NULL, error = NULL, updated_at = now(), completed_at = now()
                  WHERE id = $1 AND status = 'processing' RETURNING 1",
                 &[
                     (&id, Type::UUID),
                     (&key, Type::TEXT),
                     (&size, Type::INT8),
                     (&content_type, Type::TEXT),
-                    (&request_id, Type::TEXT),
+                    (&vendor_ids.request_id, Type::TEXT),
+                    (&vendor_ids.history_item_id, Type::TEXT),
                 ],
             )
             .await

@@ -1,5 +1,5 @@
 //! AssemblyAI's REST API as AssemblyAI documents it: `Authorization: <key>` (no Bearer),
-//! `POST /v2/transcript`, `GET /v2/transcript/{id}` and the v3 streaming token.
+//! `POST /v2/transcript`, `GET` and `DELETE /v2/transcript/{id}` and the v3 streaming token.
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -263,6 +263,47 @@ impl AssemblyAi {
             });
         }
         self.checked(transcript)
+    }
+
+    /// Deletes a transcript's data at AssemblyAI (`DELETE /v2/transcript/{id}`). AssemblyAI answers
+    /// 200 with the transcript redacted and `status` still `completed`; a 404 means it is already
+    /// gone. Both count as done. Deleting twice is harmless, so it is retried like a read.
+    pub async fn delete_transcript(&self, id: &str, deadline_ms: u64) -> Result<(), VendorError> {
+        if !valid_transcript_id(id) {
+            return Err(VendorError::InvalidResponse {
+                vendor: VENDOR,
+                reason: "a transcript id with unexpected characters".to_owned(),
+            });
+        }
+        let url = format!("{}/v2/transcript/{id}", self.base_url);
+        let sent = self
+            .client
+            .send(
+                |http| http.delete(&url).header("authorization", self.client.key()),
+                Replay::Safe,
+                deadline_ms,
+            )
+            .await;
+        match sent {
+            Ok(response) => {
+                // The redacted transcript: only its id is checked, so both documented redactions
+                // ("Deleted by user." or an empty text) are accepted.
+                #[derive(Deserialize)]
+                struct Deleted {
+                    id: String,
+                }
+                let deleted: Deleted = self.client.json(response, TRANSCRIPT_LIMIT).await?;
+                if deleted.id != id {
+                    return Err(VendorError::InvalidResponse {
+                        vendor: VENDOR,
+                        reason: "the transcript deleted is not the one asked for".to_owned(),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// A one-time token a browser uses to open a streaming session; the key never leaves Parley.

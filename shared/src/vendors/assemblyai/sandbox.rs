@@ -1,5 +1,5 @@
-//! AssemblyAI's keyless stand-in (feature `local`): `POST /v2/transcript`, `GET /v2/transcript/{id}`
-//! and `GET /v3/token` as AssemblyAI documents them. A job downloads its audio, writes an honest
+//! AssemblyAI's keyless stand-in (feature `local`): `POST /v2/transcript`, `GET` and `DELETE
+//! /v2/transcript/{id}` and `GET /v3/token` as AssemblyAI documents them. A job downloads its audio, writes an honest
 //! sandbox transcript with the file's real duration, then calls the webhook as AssemblyAI does.
 
 use std::collections::HashMap;
@@ -27,7 +27,10 @@ pub fn routes(processing_delay: Duration) -> Router {
     };
     Router::new()
         .route("/v2/transcript", post(create_transcript))
-        .route("/v2/transcript/{id}", get(get_transcript))
+        .route(
+            "/v2/transcript/{id}",
+            get(get_transcript).delete(delete_transcript),
+        )
         .route("/v3/token", get(streaming_token))
         .with_state(state)
 }
@@ -112,6 +115,33 @@ async fn get_transcript(
         Some(job) => (StatusCode::OK, Json(job.transcript.clone())).into_response(),
         None => assemblyai_error(StatusCode::NOT_FOUND, "Transcript not found"),
     }
+}
+
+/// Redacts the transcript as AssemblyAI does: 200 with the text replaced, the URLs blanked and
+/// `status` still `completed`; an unknown id is 404.
+async fn delete_transcript(
+    State(sandbox): State<Sandbox>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !key_present(&headers, "authorization") {
+        return assemblyai_error(
+            StatusCode::UNAUTHORIZED,
+            "Authentication error, API token missing/invalid",
+        );
+    }
+    let mut jobs = sandbox.jobs.lock().expect("not poisoned");
+    let Some(job) = jobs.get_mut(&id) else {
+        return assemblyai_error(StatusCode::NOT_FOUND, "Transcript not found");
+    };
+    let t = &mut job.transcript;
+    t["text"] = json!("Deleted by user.");
+    t["audio_url"] = json!("http://deleted_by_user");
+    t["webhook_url"] = json!("http://deleted_by_user");
+    t["words"] = Value::Null;
+    t["utterances"] = Value::Null;
+    job.request = json!({});
+    (StatusCode::OK, Json(job.transcript.clone())).into_response()
 }
 
 /// Downloads the audio, writes an honest transcript, then calls the webhook as AssemblyAI does.

@@ -28,6 +28,8 @@ const SLOT_WAIT: Duration = Duration::from_millis(750);
 /// Kept free after an attempt's full timeout, so storing typical audio and recording the outcome
 /// fit before the deadline (a very large upload may not; the next delivery finds it in R2 or not).
 const AFTER_ATTEMPT: Duration = Duration::from_secs(10);
+/// Per-attempt timeout of a history deletion (a synthesis' own timeout is far longer).
+const DELETE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Backoff for refusals that are not a full plan (`system_busy`, 5xx, no connection).
 const BACKOFF: RetryPolicy = RetryPolicy {
     max_attempts: 5,
@@ -75,6 +77,9 @@ pub struct Speech {
     pub audio: Vec<u8>,
     pub content_type: Option<String>,
     pub request_id: Option<String>,
+    /// The `history-item-id` response header: where ElevenLabs keeps a copy (undocumented in the
+    /// OpenAPI but sent; see vendors.md), so the copy can be deleted with the job.
+    pub history_item_id: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -111,6 +116,8 @@ impl SynthesisError {
 pub struct ElevenLabs {
     /// One attempt per `send`: every retry is decided here, where the deadline rule is kept.
     client: VendorClient,
+    /// Deletions: short, safe to repeat, so the shared client's ordinary retries apply.
+    deletions: VendorClient,
     timeout: Duration,
     base_url: String,
 }
@@ -139,6 +146,13 @@ impl ElevenLabs {
             .clone()
             .unwrap_or_else(|| SecretString::from(""));
         ElevenLabs {
+            deletions: VendorClient::new(
+                VENDOR,
+                http.clone(),
+                settings.timeout.min(DELETE_TIMEOUT),
+                key.clone(),
+                parse_error,
+            ),
             client: VendorClient::new(VENDOR, http, settings.timeout, key, parse_error)
                 .with_policy(RetryPolicy {
                     max_attempts: 1,
@@ -242,6 +256,8 @@ impl ElevenLabs {
         };
         let content_type = header("content-type");
         let request_id = header("request-id");
+        // Read defensively: a malformed id is dropped rather than stored or put in a URL later.
+        let history_item_id = header("history-item-id").filter(|id| valid_history_item_id(id));
         if content_type
             .as_deref()
             .is_some_and(|c| c.starts_with("application/json"))
@@ -266,8 +282,43 @@ impl ElevenLabs {
             audio,
             content_type,
             request_id,
+            history_item_id,
         })
     }
+
+    /// Deletes a history item (`DELETE /v1/history/{history_item_id}`); a 404 means it is gone
+    /// already. Both count as done, and a repeat is harmless, so it is retried like a read.
+    pub async fn delete_history_item(&self, id: &str, deadline_ms: u64) -> Result<(), VendorError> {
+        if !valid_history_item_id(id) {
+            return Err(VendorError::InvalidResponse {
+                vendor: VENDOR,
+                reason: "a history item id with unexpected characters".to_owned(),
+            });
+        }
+        let url = format!("{}/v1/history/{id}", self.base_url);
+        let sent = self
+            .deletions
+            .send(
+                |http| http.delete(&url).header("xi-api-key", self.client.key()),
+                Replay::Safe,
+                deadline_ms,
+            )
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// History item ids are short tokens of letters and digits; anything else never reaches a path.
+pub fn valid_history_item_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

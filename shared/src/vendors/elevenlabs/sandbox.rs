@@ -1,19 +1,77 @@
 //! ElevenLabs' keyless stand-in (feature `local`): `POST /v1/text-to-speech/{voice_id}` answers
-//! with real audio of the asked `output_format`, as long as slow speech of the text would last.
+//! with real audio of the asked `output_format`, as long as slow speech of the text would last,
+//! and a `history-item-id` header naming the history item it keeps; `GET` and `DELETE
+//! /v1/history/{history_item_id}` read and delete that item.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// History items by id: what each synthesis was (voice, characters).
+type History = Arc<Mutex<HashMap<String, Value>>>;
+
 /// The routes to mount on the sandbox server.
 pub fn routes() -> Router {
-    Router::new().route("/v1/text-to-speech/{voice_id}", post(text_to_speech))
+    Router::new()
+        .route("/v1/text-to-speech/{voice_id}", post(text_to_speech))
+        .route(
+            "/v1/history/{history_item_id}",
+            get(history_item).delete(delete_history_item),
+        )
+        .with_state(History::default())
+}
+
+async fn history_item(
+    State(history): State<History>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !key_present(&headers, "xi-api-key") {
+        return elevenlabs_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Invalid API key",
+        );
+    }
+    match history.lock().expect("not poisoned").get(&id) {
+        Some(item) => (StatusCode::OK, Json(item.clone())).into_response(),
+        None => elevenlabs_error(
+            StatusCode::NOT_FOUND,
+            "history_item_not_found",
+            "History item not found.",
+        ),
+    }
+}
+
+async fn delete_history_item(
+    State(history): State<History>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !key_present(&headers, "xi-api-key") {
+        return elevenlabs_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Invalid API key",
+        );
+    }
+    match history.lock().expect("not poisoned").remove(&id) {
+        Some(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        None => elevenlabs_error(
+            StatusCode::NOT_FOUND,
+            "history_item_not_found",
+            "History item not found.",
+        ),
+    }
 }
 
 fn key_present(headers: &HeaderMap, name: &str) -> bool {
@@ -37,6 +95,7 @@ struct TtsQuery {
 }
 
 async fn text_to_speech(
+    State(history): State<History>,
     Path(voice_id): Path<String>,
     Query(q): Query<TtsQuery>,
     headers: HeaderMap,
@@ -104,6 +163,11 @@ async fn text_to_speech(
             }
         },
     };
+    let history_item_id = uuid::Uuid::new_v4().simple().to_string();
+    history.lock().expect("not poisoned").insert(
+        history_item_id.clone(),
+        json!({"history_item_id": history_item_id, "voice_id": voice_id, "character_count_change_to": characters}),
+    );
     (
         StatusCode::OK,
         [
@@ -111,6 +175,10 @@ async fn text_to_speech(
             (
                 header::HeaderName::from_static("request-id"),
                 uuid::Uuid::new_v4().simple().to_string(),
+            ),
+            (
+                header::HeaderName::from_static("history-item-id"),
+                history_item_id,
             ),
             (
                 header::HeaderName::from_static("x-character-count"),
