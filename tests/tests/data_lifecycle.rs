@@ -1039,12 +1039,12 @@ async fn an_export_is_one_json_document_with_everything_and_fresh_links() {
 #[tokio::test]
 async fn the_vendor_deletion_table_keeps_kinds_this_build_does_not_know_pending() {
     let c = ctx().await;
-    // A kind another release added (telephony): left pending, never marked done or misread.
+    // A kind another release added (billing, say): left pending, never marked done or misread.
     c.stack
         .db
         .client
         .execute(
-            "INSERT INTO vendor_deletions (vendor, kind, object_id, subject_user_id) VALUES ('telnyx', 'recording', 'rec-1', 1)",
+            "INSERT INTO vendor_deletions (vendor, kind, object_id, subject_user_id) VALUES ('stripe', 'customer', 'cus-1', 1)",
             &[],
         )
         .await

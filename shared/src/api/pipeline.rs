@@ -64,13 +64,16 @@ impl Cors {
 pub const READ_ONLY_FUNCTIONS: &[&str] = &[
     "calls-get",
     "calls-list",
+    "export-get",
     "health",
     "me",
     "phone-numbers-list",
     "recordings-get",
     "recordings-list",
+    "transcription-translations-list",
     "transcriptions-get",
     "transcriptions-list",
+    "translations-get",
     "tts-get",
 ];
 

@@ -308,6 +308,6 @@ mod tests {
             let (vendor, name) = kind.names();
             assert_eq!(Kind::parse(vendor, name), Some(*kind));
         }
-        assert_eq!(Kind::parse("telnyx", "recording"), None);
+        assert_eq!(Kind::parse("stripe", "customer"), None);
     }
 }
