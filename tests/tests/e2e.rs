@@ -1346,3 +1346,55 @@ async fn deleting_an_account_after_a_transcription_leaves_nothing_in_the_databas
         404
     );
 }
+
+#[tokio::test]
+async fn a_signalwire_outbound_call_is_placed_answered_with_cxml_and_recorded() {
+    let stack = LocalStack::start().await;
+    let number = "+15550100006";
+    let cookie = stack
+        .phone_owner(
+            "sw-caller@example.com",
+            number,
+            "signalwire",
+            json!({"record": true}),
+        )
+        .await;
+    let placed = stack
+        .http
+        .post(stack.api.url("/api/calls"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .json(&json!({"from": number, "to": "+15559990001"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 202);
+    let placed: Value = placed.json().await.unwrap();
+    let path = format!("/api/calls/{}", placed["call"]["id"].as_str().unwrap());
+    let done = || async {
+        let call = stack.get(&cookie, &path).await;
+        call["call"]["status"] == "completed"
+            && call["call"]["recording_ids"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+    };
+    stack
+        .pump_while(&[], "the SignalWire call's recording", done)
+        .await;
+    // SignalWire was asked with a form naming Parley's callbacks, which carry the call's id.
+    let created = stack
+        .sandbox
+        .signalwire
+        .calls()
+        .into_iter()
+        .find(|c| c.direction == "outbound-api")
+        .expect("the call was created at SignalWire");
+    assert_eq!(created.to, "+15559990001");
+    assert!(
+        created.url.as_deref().is_some_and(|u| u.ends_with(&format!(
+            "/webhooks/signalwire/voice?call={}",
+            placed["call"]["id"].as_str().unwrap()
+        ))),
+        "{created:?}"
+    );
+}
