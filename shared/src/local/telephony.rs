@@ -35,6 +35,8 @@ pub const SANDBOX_CONNECTION_ID: &str = "1494404757140276705";
 pub const OUTBOUND_SECONDS: f64 = 3.0;
 /// How long to wait for Parley to answer or command before giving up on a step.
 const COMMAND_WAIT: Duration = Duration::from_secs(20);
+/// How long an answered call waits for Parley's first command (greeting, recording, transfer).
+const COMMAND_GRACE: Duration = Duration::from_secs(10);
 
 /// `POST /_sandbox/calls`: play one inbound call.
 #[derive(Debug, Clone, Deserialize)]
@@ -284,23 +286,22 @@ impl Simulator {
         answered["start_time"] = json!(now());
         self.telnyx_event("call.answered", answered, &mut played)
             .await?;
-        // Parley's commands follow the answer at once; give them a moment to arrive.
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        let commands: Vec<String> = self
-            .telnyx
-            .commands()
-            .into_iter()
-            .filter(|c| c.call_control_id == call.call_control_id && c.action != "answer")
-            .map(|c| c.action)
-            .collect();
-        for c in &commands {
-            played.steps.push(format!("{c} ←"));
-        }
-        let recording = commands.iter().any(|c| c == "record_start");
-        // The call talks for `seconds`, unless Parley hangs it up first.
-        let until = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+        // The call talks for `seconds`, unless Parley hangs it up first. Its commands follow the
+        // answer as soon as the worker runs, which locally waits on the queue pump: the caller
+        // stays on until the first one arrives (or COMMAND_GRACE passes, for a number that asks
+        // for nothing), as a person would still be talking.
+        let answered_at = tokio::time::Instant::now();
+        let until = answered_at + Duration::from_secs_f64(seconds);
+        let commands = |sandbox: &TelnyxSandbox| -> Vec<String> {
+            sandbox
+                .commands()
+                .into_iter()
+                .filter(|c| c.call_control_id == call.call_control_id && c.action != "answer")
+                .map(|c| c.action)
+                .collect()
+        };
         let mut source = "caller";
-        while tokio::time::Instant::now() < until {
+        loop {
             if self
                 .telnyx
                 .call(&call.call_control_id)
@@ -310,8 +311,18 @@ impl Simulator {
                 played.steps.push("hangup ←".into());
                 break;
             }
+            let now = tokio::time::Instant::now();
+            let heard = !commands(&self.telnyx).is_empty();
+            if now >= until && (heard || now >= answered_at + COMMAND_GRACE) {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let commands = commands(&self.telnyx);
+        for c in &commands {
+            played.steps.push(format!("{c} ←"));
+        }
+        let recording = commands.iter().any(|c| c == "record_start");
         self.telnyx.end_call(&call.call_control_id);
         let mut hangup = leg(&state);
         hangup["hangup_cause"] = json!("normal_clearing");
