@@ -43,6 +43,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
             "translation-worker",
         ),
         ("ACCOUNT_QUEUE_URL", "contract-account", "account-worker"),
+        ("CALL_QUEUE_URL", "contract-calls", "call-worker"),
     ] {
         let route = shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
             .await
@@ -65,6 +66,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
         ("AWS_SECRET_ACCESS_KEY", "parley-local-secret".to_owned()),
         ("AWS_ENDPOINT_URL_SQS", moto.endpoint.clone()),
         ("BACKEND_URL", base.clone()),
+        ("PUBLIC_BASE_URL", base.clone()),
     ]);
     let watch = Api::start_on(port, &borrow(&env)).await;
 
