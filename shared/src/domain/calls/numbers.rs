@@ -84,24 +84,26 @@ impl SettingsPatch {
     /// Checks every field, reporting every problem at once.
     pub fn validate(mut self) -> Result<SettingsPatch, Error> {
         let mut problems = Vec::new();
+        if let Some(Some(greeting)) = &self.greeting {
+            // Counted as sent (the contract's maxLength), controls refused but line breaks.
+            let chars = greeting.chars().count();
+            if chars == 0 || chars > MAX_GREETING_CHARS {
+                problems.push(FieldError::new(
+                    "greeting",
+                    format!("must be 1 to {MAX_GREETING_CHARS} characters; got {chars}"),
+                ));
+            } else if greeting.chars().any(|c| c.is_control() && c != '\n') {
+                problems.push(FieldError::new(
+                    "greeting",
+                    "must not contain control characters (line breaks are fine)",
+                ));
+            }
+        }
+        // Nothing to say is no greeting: stored as none, never as a blank `<Say>`.
         if let Some(Some(greeting)) = &mut self.greeting {
             let trimmed = greeting.trim();
-            let chars = trimmed.chars().count();
-            if chars == 0 {
-                problems.push(FieldError::new(
-                    "greeting",
-                    "must not be blank (send null to remove it)",
-                ));
-            } else if chars > MAX_GREETING_CHARS {
-                problems.push(FieldError::new(
-                    "greeting",
-                    format!("must be at most {MAX_GREETING_CHARS} characters; got {chars}"),
-                ));
-            } else if trimmed.chars().any(|c| c.is_control() && c != '\n') {
-                problems.push(FieldError::new(
-                    "greeting",
-                    "must not contain control characters",
-                ));
+            if trimmed.is_empty() {
+                self.greeting = Some(None);
             } else {
                 *greeting = trimmed.to_owned();
             }
@@ -363,7 +365,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         let Err(Error::Invalid(problems)) =
-            patch(r#"{"greeting": "   ", "forward_to": "5551234", "max_recording_seconds": 5}"#)
+            patch(r#"{"greeting": "", "forward_to": "5551234", "max_recording_seconds": 5}"#)
         else {
             panic!("expected invalid");
         };
@@ -374,5 +376,11 @@ mod tests {
         assert!(patch(r#"{"greeting": "hi\u0007"}"#).is_err());
         let ok = patch(r#"{"greeting": "  Hello, you reached Parley.  "}"#).unwrap();
         assert_eq!(ok.greeting, Some(Some("Hello, you reached Parley.".into())));
+        // Only spaces is no greeting at all.
+        assert_eq!(
+            patch(r#"{"greeting": "   "}"#).unwrap().greeting,
+            Some(None)
+        );
+        assert!(patch(r#"{"greeting": "tab\there"}"#).is_err());
     }
 }
