@@ -89,3 +89,52 @@ pub fn public_base(request: &Request, public_base_url: Option<&str>) -> String {
         None => format!("https://{}", domain_name(request)),
     }
 }
+
+/// A 400 for a request that was signed but cannot be read.
+pub fn malformed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest {
+        detail: e.to_string(),
+        field: None,
+    }
+}
+
+impl crate::api::app::SignalWireReceiver {
+    /// What every SignalWire receiver does first: verify the signature over the public URL, read
+    /// the form as a callback of `kind` (with the `?call=` id Parley put in the URLs of calls it
+    /// placed; part of the signed URL, so it cannot be forged), and store it once and enqueue it.
+    pub async fn receive(
+        &self,
+        request: &Request,
+        kind: crate::domain::calls::signalwire::Callback,
+    ) -> Result<crate::domain::calls::signalwire::Parsed, ApiError> {
+        use crate::domain::calls::Provider;
+        use crate::domain::calls::webhooks::Incoming;
+        let url = signed_url(request, self.public_base_url.as_deref());
+        let body = raw_body(request);
+        crate::vendors::signalwire::signature::verify(
+            &self.signing_key,
+            &url,
+            request.headers(),
+            body,
+        )?;
+        let call_hint = crate::api::query_param(request, "call")
+            .map(|raw| uuid::Uuid::parse_str(&raw))
+            .transpose()
+            .map_err(|_| malformed("the call parameter is not a call id"))?;
+        let now = time::OffsetDateTime::now_utc();
+        let parsed = crate::domain::calls::signalwire::parse(kind, body, call_hint, now)
+            .map_err(malformed)?;
+        self.events
+            .receive(Incoming {
+                vendor: Provider::Signalwire,
+                event_id: parsed.event_id.clone(),
+                event_type: kind.as_str().to_owned(),
+                occurred_at: parsed.event.as_ref().map(|e| e.occurred_at),
+                body,
+                content_type: "application/x-www-form-urlencoded",
+                call_hint,
+            })
+            .await?;
+        Ok(parsed)
+    }
+}
