@@ -43,6 +43,12 @@ impl OwnedTable {
 /// (e.g. the calls work's `webhook_events` by its owner column, `calls`, `translations`).
 pub const OWNED_TABLES: &[OwnedTable] = &[
     OwnedTable::new("data_exports", "owner_id"),
+    // Billing: reservations before the counters they hold, both after cancel_billing has run.
+    OwnedTable::new("usage_reservations", "user_id"),
+    OwnedTable::new("usage_counters", "user_id"),
+    OwnedTable::new("rate_limits", "user_id"),
+    OwnedTable::new("subscriptions", "user_id"),
+    OwnedTable::new("billing_customers", "user_id"),
     // Raw webhook bodies name the caller and the callee; calls cascade to their commands, and
     // recordings taken from calls are deleted with the other recordings below.
     OwnedTable::new("webhook_events", "owner_id"),
