@@ -10,7 +10,7 @@ use shared::api::app::SignalWireReceiver;
 use shared::api::{self, ApiError, ApiResult, webhook};
 use shared::domain::calls::numbers::{self, Handling};
 use shared::domain::calls::signalwire::{self, Callback, CallbackUrls};
-use shared::domain::calls::{Direction, Provider};
+use shared::domain::calls::{Direction, Provider, minutes};
 use shared::vendors::signalwire::{cxml, signature};
 
 pub const FUNCTION: &str = "signalwire-voice";
@@ -39,6 +39,11 @@ pub async fn handle(app: &App, receiver: &SignalWireReceiver, req: Request) -> A
             numbers::handling_of_number(&app.db, Provider::Signalwire, &event.to).await?
         }
         (None, Direction::Outbound) => None,
+    };
+    // An inbound call holds its minutes before it is answered; with none left it is rejected.
+    let handling = match (event.call_id, event.call_sid.as_deref()) {
+        (None, Some(sid)) => minutes::admit_inbound_signalwire(&app.ledger, handling, sid).await?,
+        _ => handling,
     };
     let base = webhook::public_base(&req, receiver.public_base_url.as_deref());
     cxml_response(signalwire::document(

@@ -3,6 +3,7 @@
 use crate::api::auth::Sessions;
 use crate::api::settings::Settings;
 use crate::api::{Cors, Http};
+use crate::domain::billing::Ledger;
 use crate::domain::calls::Calls;
 use crate::domain::calls::ingest::RecordingIngest;
 use crate::domain::calls::numbers::PhoneNumbers;
@@ -65,6 +66,8 @@ pub struct App {
     pub http: Http,
     pub sessions: Sessions,
     pub idempotency: Idempotency,
+    /// The usage ledger every paid path reserves in before it spends.
+    pub ledger: Ledger,
 }
 
 impl App {
@@ -90,14 +93,20 @@ impl App {
             storage,
             cursors,
             self.settings.recording_max_bytes,
-        ))
+        )
+        .with_ledger(self.ledger.clone()))
     }
 
     /// The API side of transcriptions: needs the queue it sends jobs to.
     pub fn transcriptions(&self, sqs: aws_sdk_sqs::Client) -> Result<Transcriptions, ConfigError> {
         let queue = JobQueue::new(sqs, self.settings.require_transcription_queue()?);
         let cursors = Cursors::new(self.settings.require_cursor_key()?, "transcriptions");
-        Ok(Transcriptions::new(self.db.clone(), queue, cursors))
+        Ok(Transcriptions::new(
+            self.db.clone(),
+            queue,
+            cursors,
+            self.ledger.clone(),
+        ))
     }
 
     /// Reading transcriptions only: no queue, so no SQS client is built.
@@ -151,6 +160,7 @@ impl App {
             callbacks: self.callback_signer()?,
             settings: self.settings.transcription,
             max_receive_count: self.settings.queues.max_receive_count,
+            ledger: self.ledger.clone(),
         })
     }
 
@@ -158,13 +168,18 @@ impl App {
     pub fn tts_jobs(&self, sqs: aws_sdk_sqs::Client) -> Result<TtsJobs, ConfigError> {
         let storage = Storage::new(self.settings.require_storage()?);
         let queue = JobQueue::new(sqs, self.settings.require_tts_queue()?);
-        Ok(TtsJobs::new(self.db.clone(), storage, queue))
+        Ok(TtsJobs::new(
+            self.db.clone(),
+            storage,
+            queue,
+            self.ledger.clone(),
+        ))
     }
 
     /// Reading speech jobs only: R2 for the audio links, no queue.
     pub fn tts_reads(&self) -> Result<TtsJobs, ConfigError> {
         let storage = Storage::new(self.settings.require_storage()?);
-        Ok(TtsJobs::read_only(self.db.clone(), storage))
+        Ok(TtsJobs::read_only(self.db.clone(), storage).with_ledger(self.ledger.clone()))
     }
 
     /// Everything the speech worker and its reconciler need, checked at init.
@@ -191,6 +206,7 @@ impl App {
             idempotency: self.idempotency.clone(),
             queue: JobQueue::new(sqs, self.settings.require_tts_queue()?),
             max_receive_count: self.settings.queues.max_receive_count,
+            ledger: self.ledger.clone(),
         })
     }
 
@@ -204,7 +220,7 @@ impl App {
     pub fn calls(&self, sqs: aws_sdk_sqs::Client) -> Result<Calls, ConfigError> {
         let queue = JobQueue::new(sqs, self.settings.require_call_queue()?);
         let cursors = Cursors::new(self.settings.require_cursor_key()?, "calls");
-        Ok(Calls::new(self.db.clone(), cursors, queue))
+        Ok(Calls::new(self.db.clone(), cursors, queue, self.ledger.clone()))
     }
 
     /// Reading calls only: no queue, so no SQS client is built.
@@ -299,6 +315,7 @@ impl App {
                 .clone()
                 .or_else(|| self.settings.backend_url.clone()),
             max_receive_count: self.settings.queues.max_receive_count,
+            ledger: self.ledger.clone(),
         })
     }
 
@@ -323,6 +340,7 @@ impl App {
             signalwire_downloads: Downloader::new(policy(&vendors.signalwire.recording_hosts)),
             telnyx,
             transcriptions: self.transcriptions(sqs)?,
+            ledger: self.ledger.clone(),
             max_receive_count: self.settings.queues.max_receive_count,
         })
     }
@@ -342,7 +360,7 @@ impl App {
             .api_key
             .is_some()
             .then(|| OpenAi::new(&vendors.openai, vendors.timeout, http));
-        Ok(Translator::new(deepl, openai, &self.settings.translation))
+        Ok(Translator::new(deepl, openai, &self.settings.translation).with_ledger(self.ledger.clone()))
     }
 
     /// The API side of transcript translations: the queue it sends jobs to.
@@ -352,7 +370,18 @@ impl App {
     ) -> Result<TranslationJobs, ConfigError> {
         let queue = JobQueue::new(sqs, self.settings.require_translation_queue()?);
         let cursors = Cursors::new(self.settings.require_cursor_key()?, "translations");
-        Ok(TranslationJobs::new(self.db.clone(), queue, cursors))
+        let first_provider = if self.settings.vendors.deepl.api_key.is_some() {
+            crate::domain::translations::provider::Provider::Deepl
+        } else {
+            crate::domain::translations::provider::Provider::Openai
+        };
+        Ok(TranslationJobs::new(
+            self.db.clone(),
+            queue,
+            cursors,
+            self.ledger.clone(),
+            first_provider,
+        ))
     }
 
     /// Reading translations only: no queue, no vendor.
@@ -367,6 +396,7 @@ impl App {
             db: self.db.clone(),
             translator: self.translator()?,
             idempotency: self.idempotency.clone(),
+            ledger: self.ledger.clone(),
             max_receive_count: self.settings.queues.max_receive_count,
         })
     }
@@ -494,12 +524,14 @@ impl App {
         );
         let sessions = Sessions::new(db.clone(), settings.session);
         let idempotency = Idempotency::new(db.clone(), idempotency::DEFAULT_TTL);
+        let ledger = Ledger::new(db.clone(), settings.billing.clone());
         App {
             settings,
             db,
             http,
             sessions,
             idempotency,
+            ledger,
         }
     }
 }

@@ -6,6 +6,7 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::domain;
+use crate::domain::billing::{QuotaExceeded, Vendor};
 pub use crate::domain::FieldError;
 use crate::platform::db::DbError;
 use crate::platform::http_client::VendorError;
@@ -45,6 +46,12 @@ pub enum ApiError {
     BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 402: the user's plan cannot cover the request; nothing was queued and no vendor was called.
+    #[error("the {} allowance cannot cover this request", .0.meter)]
+    QuotaExceeded(QuotaExceeded),
+    /// 503: the operator's daily cap on a vendor is reached for everyone until midnight UTC.
+    #[error("new paid work is paused for today: the daily budget for {0} is exhausted")]
+    VendorBudgetExhausted(Vendor),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -76,6 +83,8 @@ impl From<domain::Error> for ApiError {
             domain::Error::Conflict(detail) => ApiError::Conflict(detail),
             domain::Error::Rejected(cause) => ApiError::BadGateway(cause),
             domain::Error::Unavailable(cause) => ApiError::Unavailable(cause),
+            domain::Error::QuotaExceeded(q) => ApiError::QuotaExceeded(q),
+            domain::Error::BudgetExhausted(v) => ApiError::VendorBudgetExhausted(v),
             domain::Error::Internal(cause) => ApiError::Internal(cause),
         }
     }
@@ -96,6 +105,8 @@ impl ApiError {
             ApiError::BadCallbackCredentials => StatusCode::UNAUTHORIZED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::VendorBudgetExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +126,8 @@ impl ApiError {
             ApiError::BadCallbackCredentials => "invalid-callback-credentials",
             ApiError::BadGateway(_) => "vendor-error",
             ApiError::Unavailable(_) => "service-unavailable",
+            ApiError::QuotaExceeded(_) => "quota-exceeded",
+            ApiError::VendorBudgetExhausted(_) => "vendor-budget-exhausted",
             ApiError::Internal(_) => "internal-error",
         }
     }
@@ -133,6 +146,8 @@ impl ApiError {
             ApiError::BadCallbackCredentials => "Invalid callback credentials",
             ApiError::BadGateway(_) => "Vendor error",
             ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::QuotaExceeded(_) => "Quota exceeded",
+            ApiError::VendorBudgetExhausted(_) => "Vendor budget exhausted",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -146,6 +161,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "a dependency is unavailable; retry shortly".to_owned(),
             ApiError::Internal(_) => "an unexpected error occurred".to_owned(),
             ApiError::BadGateway(_) => "an upstream vendor refused the request".to_owned(),
+            ApiError::QuotaExceeded(q) => quota_detail(q),
             other => other.to_string(),
         }
     }
@@ -161,6 +177,9 @@ impl ApiError {
             }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(request_id, cause = %cause, "dependency unavailable")
+            }
+            ApiError::VendorBudgetExhausted(vendor) => {
+                tracing::error!(request_id, vendor = vendor.as_str(), "refused: operator daily cap reached")
             }
             _ => {}
         }
@@ -179,6 +198,15 @@ impl ApiError {
                 problem["errors"] =
                     serde_json::json!([FieldError::new(field.clone(), self.to_string())])
             }
+            ApiError::QuotaExceeded(q) => {
+                problem["meter"] = serde_json::json!(q.meter);
+                problem["limit"] = serde_json::json!(q.limit);
+                problem["remaining"] = serde_json::json!(q.remaining);
+                problem["resets_at"] = serde_json::json!(q.resets_at.and_then(|t| t
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()));
+            }
+            ApiError::VendorBudgetExhausted(vendor) => problem["vendor"] = serde_json::json!(vendor),
             _ => {}
         }
         let mut response = Response::builder()
@@ -190,6 +218,11 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if matches!(self, ApiError::VendorBudgetExhausted(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds_until_utc_midnight());
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response
@@ -203,6 +236,28 @@ impl ApiError {
         }
         response
     }
+}
+
+fn quota_detail(q: &QuotaExceeded) -> String {
+    let left = format!("{} {} left", q.remaining, q.meter);
+    let when = match q.resets_at.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339).ok()
+    }) {
+        Some(at) => format!("; the allowance resets at {at}"),
+        None => "; delete stored audio to free space".to_owned(),
+    };
+    if q.overdrawn {
+        format!("a vendor billed more than was reserved, so {} is closed until it resets{when}", q.meter)
+    } else {
+        format!("your plan's {} allowance cannot cover this request ({left}{when})", q.meter)
+    }
+}
+
+/// The cap is per UTC day: a client may try again when the day turns.
+fn seconds_until_utc_midnight() -> HeaderValue {
+    let now = time::OffsetDateTime::now_utc();
+    let midnight = (now.date() + time::Duration::days(1)).midnight().assume_utc();
+    HeaderValue::from((midnight - now).whole_seconds().max(1))
 }
 
 pub type ApiResult = Result<Response<Body>, ApiError>;

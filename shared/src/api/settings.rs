@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::domain::lifecycle::config::LifecycleSettings;
 use crate::domain::transcriptions::config::TranscriptionSettings;
+use crate::domain::billing::BillingSettings;
 use crate::domain::translations::config::TranslationSettings;
 use crate::platform::db::DatabaseSettings;
 use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_origin};
@@ -50,6 +51,7 @@ pub struct Settings {
     pub transcription: TranscriptionSettings,
     pub translation: TranslationSettings,
     pub lifecycle: LifecycleSettings,
+    pub billing: BillingSettings,
 }
 
 /// SQS queue URLs; a function that sends to or is fed by a queue refuses to start without its URL.
@@ -166,6 +168,7 @@ impl Settings {
         let transcription = TranscriptionSettings::read(&mut r);
         let translation = TranslationSettings::read(&mut r);
         let lifecycle = LifecycleSettings::read(&mut r);
+        let billing = BillingSettings::read(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -193,6 +196,7 @@ impl Settings {
             transcription,
             translation,
             lifecycle,
+            billing,
         })
     }
 

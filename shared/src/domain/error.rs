@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::domain::billing::{QuotaExceeded, Vendor};
 use crate::platform::db::DbError;
 use crate::platform::http_client::VendorError;
 use crate::platform::idempotency::IdempotencyError;
@@ -40,6 +41,12 @@ pub enum Error {
     /// A dependency (database, queue, vendor) is down or busy; retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// The user's allowance on a meter cannot cover the request (nothing was queued or sent).
+    #[error("the {} allowance cannot cover this request", .0.meter)]
+    QuotaExceeded(QuotaExceeded),
+    /// The operator's daily cap on a vendor is reached across all users.
+    #[error("the daily budget for {0} is exhausted")]
+    BudgetExhausted(Vendor),
     #[error("internal error: {0}")]
     Internal(String),
 }

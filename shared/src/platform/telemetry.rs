@@ -48,8 +48,57 @@ pub fn init() {
         .try_init();
 }
 
+/// One count of `name` in CloudWatch's embedded metric format: Lambda's log stream turns the line
+/// into a metric in namespace `Parley`, by stage and by each given dimension, with no metric filter.
+pub fn emit_metric(name: &str, dimensions: &[(&str, &str)]) {
+    println!("{}", metric_line(name, dimensions, std::time::SystemTime::now()));
+}
+
+fn metric_line(name: &str, dimensions: &[(&str, &str)], at: std::time::SystemTime) -> String {
+    let stage = std::env::var("PARLEY_STAGE").unwrap_or_else(|_| "local".to_owned());
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut with_all: Vec<&str> = vec!["Stage"];
+    with_all.extend(dimensions.iter().map(|(k, _)| *k));
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": millis,
+            "CloudWatchMetrics": [{
+                "Namespace": "Parley",
+                "Dimensions": [["Stage"], with_all],
+                "Metrics": [{"Name": name, "Unit": "Count"}],
+            }],
+        },
+        "Stage": stage,
+        name: 1,
+    });
+    for (k, v) in dimensions {
+        line[*k] = serde_json::Value::from(*v);
+    }
+    line.to_string()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metric_lines_are_embedded_metric_format() {
+        let line = metric_line(
+            "VendorBudgetExhausted",
+            &[("Vendor", "assemblyai")],
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123),
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_123u64);
+        let spec = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(spec["Namespace"], "Parley");
+        assert_eq!(spec["Dimensions"], serde_json::json!([["Stage"], ["Stage", "Vendor"]]));
+        assert_eq!(spec["Metrics"][0]["Name"], "VendorBudgetExhausted");
+        assert_eq!(v["VendorBudgetExhausted"], 1);
+        assert_eq!(v["Vendor"], "assemblyai");
+        assert!(v["Stage"].is_string());
+    }
+
     use super::*;
 
     #[test]

@@ -10,6 +10,8 @@ use super::webhooks::WebhookEvents;
 use super::worker::{IngestJob, Retry};
 use super::{Provider, signalwire, telnyx as telnyx_events};
 use crate::domain::Error;
+use crate::domain::billing::{Ledger, Meter};
+use crate::domain::recordings;
 use crate::domain::ids::UserId;
 use crate::domain::transcriptions::{NewTranscription, Transcriptions};
 use crate::platform::audio;
@@ -44,6 +46,7 @@ pub struct RecordingIngest {
     pub signalwire_downloads: Downloader,
     pub telnyx: Option<Telnyx>,
     pub transcriptions: Transcriptions,
+    pub ledger: Ledger,
     pub max_receive_count: u32,
 }
 
@@ -151,6 +154,15 @@ impl RecordingIngest {
         )
         .await
         .map_err(Error::from)?;
+        // The vendor made this object, so it counts whatever is left: later uploads are refused.
+        self.ledger
+            .record(
+                call.owner,
+                Meter::StorageBytes,
+                &recordings::storage_subject(id),
+                size,
+            )
+            .await?;
         let transcription = self
             .transcribe_once(call.owner, id, call.transcribe)
             .await?;
@@ -251,7 +263,15 @@ impl RecordingIngest {
             speaker_labels: Some(true),
             speakers_expected: Some(2),
         };
-        self.transcriptions.create(owner, id, request).await?;
-        Ok(true)
+        match self.transcriptions.create(owner, id, request).await {
+            Ok(_) => Ok(true),
+            // The recording is kept; its owner can transcribe it once the allowance allows.
+            Err(e @ (Error::QuotaExceeded(_) | Error::BudgetExhausted(_))) => {
+                tracing::warn!(recording_id = %id, user_id = %owner, reason = %e,
+                    "the call's recording is not transcribed automatically");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod ingest;
+pub mod minutes;
 pub mod numbers;
 pub mod signalwire;
 pub mod telnyx;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::billing::Ledger;
 use crate::domain::ids::UserId;
 use crate::domain::owned::owned_row;
 use crate::domain::paging::{Cursors, Keyed, Page, Position};
@@ -215,14 +217,16 @@ pub struct Calls {
     cursors: Cursors,
     /// `None` in the read-only functions, which then build no SQS client.
     queue: Option<JobQueue>,
+    ledger: Option<Ledger>,
 }
 
 impl Calls {
-    pub fn new(db: DbPool, cursors: Cursors, queue: JobQueue) -> Calls {
+    pub fn new(db: DbPool, cursors: Cursors, queue: JobQueue, ledger: Ledger) -> Calls {
         Calls {
             db,
             cursors,
             queue: Some(queue),
+            ledger: Some(ledger),
         }
     }
 
@@ -231,6 +235,7 @@ impl Calls {
             db,
             cursors,
             queue: None,
+            ledger: None,
         }
     }
 
@@ -297,7 +302,7 @@ impl Calls {
              SELECT $1, n.owner_id, n.id, n.provider, 'outbound', n.e164, $3, 'queued', n.record,
                     n.transcribe
                FROM phone_numbers n WHERE n.e164 = $2 AND n.owner_id = $4
-             RETURNING id",
+             RETURNING id, provider",
             &[
                 (&id, Type::UUID),
                 (&request.from, Type::TEXT),
@@ -306,8 +311,24 @@ impl Calls {
             ],
         )
         .await?;
-        if rows.is_empty() {
+        let Some(row) = rows.first() else {
             return Err(Error::invalid("from", "is not one of your phone numbers"));
+        };
+        // The minutes are held before anything is dialled; refused, the call is not kept.
+        let ledger = self
+            .ledger
+            .as_ref()
+            .ok_or_else(|| Error::Internal("built without the usage ledger".into()))?;
+        let provider = Provider::parse(row.get(1)).unwrap_or(Provider::Telnyx);
+        let subject = minutes::subject(provider, Direction::Outbound, id, None);
+        if let Err(e) = minutes::hold(ledger, owner, provider, &subject).await {
+            db::fetch(
+                &self.db,
+                "DELETE FROM calls WHERE id = $1 AND status = 'queued'",
+                &[(&id, Type::UUID)],
+            )
+            .await?;
+            return Err(e);
         }
         // If SQS is down the call stays queued and the reconciler dials it.
         if let Err(e) = queue.send(&CallJob::Dial(id)).await {

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::events::{self, Applied, CallEvent, CallState, EventKind};
 use super::telnyx::{self as telnyx_events, Leg};
 use super::webhooks::{StoredEvent, WebhookEvents};
-use super::{CallJob, CallStatus, Direction, Provider, signalwire};
+use super::{CallJob, CallStatus, Direction, Provider, minutes, signalwire};
+use crate::domain::billing::Ledger;
 use crate::domain::Error;
 use crate::platform::db::{self, DbPool, Type};
 use crate::platform::queue::{Delivery, JobQueue};
@@ -46,6 +47,7 @@ pub struct CallWorker {
     /// Public base URL for the callbacks of calls Parley places through SignalWire.
     pub callback_base: Option<String>,
     pub max_receive_count: u32,
+    pub ledger: Ledger,
 }
 
 /// A transient failure: the delivery fails and SQS retries it.
@@ -132,6 +134,9 @@ impl CallWorker {
             }
             Applied::Unknown => Ok((Outcome::Ignored("not a call Parley knows"), None)),
             Applied::Call { call, other_leg } => {
+                if call.status.is_terminal() && !call.status_before.is_terminal() && !other_leg {
+                    minutes::settle(&self.ledger, &self.db, call.id).await?;
+                }
                 let mut commands = 0;
                 if let EventKind::RecordingSaved(_) = &event.kind {
                     self.ingest
@@ -170,6 +175,20 @@ impl CallWorker {
         let mut sent = 0;
         match event.kind {
             EventKind::Initiated if call.direction == Direction::Inbound => {
+                let subject = minutes::subject(call.provider, call.direction, call.id, None);
+                match minutes::hold(&self.ledger, call.owner, call.provider, &subject).await {
+                    Ok(_) => {}
+                    Err(e @ (Error::QuotaExceeded(_) | Error::BudgetExhausted(_))) => {
+                        tracing::info!(call_id = %call.id, reason = %e, "inbound call rejected: no call minutes left");
+                        return self.once(call.id, "reject", |options| async move {
+                            let action = crate::vendors::telnyx::client::Action::Reject {
+                                cause: crate::vendors::telnyx::client::RejectCause::CallRejected,
+                            };
+                            telnyx.command(control_id, &action, &options, deadline_ms).await
+                        }, None).await;
+                    }
+                    Err(e) => return Err(Step::Retry(e.to_string())),
+                }
                 sent += self
                     .once(call.id, "answer", |options| async move {
                         telnyx.answer(control_id, &options, deadline_ms).await

@@ -66,12 +66,14 @@ pub enum ErrorCode {
     /// The input has nothing the job could work on (a transcript without text, a language pair
     /// no provider supports).
     UnsupportedInput,
+    /// The owner's plan (or the operator's daily vendor budget) could not cover the job when it ran.
+    QuotaExceeded,
     /// Anything else.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::VendorRejected,
         ErrorCode::VendorUnavailable,
         ErrorCode::AudioUnreadable,
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::RecordingDeleted,
         ErrorCode::StorageFailed,
         ErrorCode::UnsupportedInput,
+        ErrorCode::QuotaExceeded,
         ErrorCode::Internal,
     ];
 
@@ -92,6 +95,7 @@ impl ErrorCode {
             ErrorCode::RecordingDeleted => "recording_deleted",
             ErrorCode::StorageFailed => "storage_failed",
             ErrorCode::UnsupportedInput => "unsupported_input",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Internal => "internal",
         }
     }
@@ -118,6 +122,9 @@ impl ErrorCode {
             ErrorCode::StorageFailed => "the result could not be stored; request the job again",
             ErrorCode::UnsupportedInput => {
                 "the input has nothing this job can work on (no text, or a language pair no provider supports)"
+            }
+            ErrorCode::QuotaExceeded => {
+                "the plan's allowance (or today's vendor budget) could not cover this job; see GET /api/billing"
             }
             ErrorCode::Internal => "an internal error stopped the job",
         }

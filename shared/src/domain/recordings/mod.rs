@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::billing::{Ledger, Meter, Units};
 use crate::domain::ids::UserId;
 use crate::domain::lifecycle::copies::{Kind, VendorCopies, VendorCopy};
 use crate::domain::owned::owned_row;
@@ -243,6 +244,13 @@ pub struct Recordings {
     max_bytes: u64,
     /// Where derived copies (AssemblyAI transcripts) are deleted; only `recordings-delete` has it.
     copies: Option<VendorCopies>,
+    /// Where stored bytes count against the owner's `storage_bytes`.
+    ledger: Option<Ledger>,
+}
+
+/// The ledger subject of a recording's stored bytes (uploads and call recordings alike).
+pub fn storage_subject(id: Uuid) -> String {
+    format!("recording:{id}")
 }
 
 impl Recordings {
@@ -253,7 +261,20 @@ impl Recordings {
             cursors,
             max_bytes,
             copies: None,
+            ledger: None,
         }
+    }
+
+    /// With the ledger that counts stored bytes (every function that adds or removes objects).
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    fn ledger(&self) -> Result<&Ledger, Error> {
+        self.ledger
+            .as_ref()
+            .ok_or_else(|| Error::Internal("built without the usage ledger".into()))
     }
 
     /// With the vendor copies a deletion must reach.
@@ -270,8 +291,19 @@ impl Recordings {
     pub async fn create_upload(&self, owner: UserId, upload: NewUpload) -> Result<Upload, Error> {
         let id = Uuid::now_v7();
         let key = format!("users/{owner}/recordings/{id}.{}", upload.extension);
+        // The declared size is what the presigned PUT admits: it must fit in what is left.
+        let ledger = self.ledger()?;
+        let hold = ledger
+            .reserve(
+                owner,
+                Meter::StorageBytes,
+                Units::Exactly(upload.size_bytes),
+                &storage_subject(id),
+                None,
+            )
+            .await?;
         // Sign first: if that fails, no row is left behind.
-        let presigned = self
+        let presigned = match self
             .storage
             .presign_put(
                 &key,
@@ -279,7 +311,14 @@ impl Recordings {
                 upload.size_bytes as u64,
                 UPLOAD_URL_TTL,
             )
-            .await?;
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                ledger.release(hold.meter, &hold.subject).await?;
+                return Err(e.into());
+            }
+        };
         let expires_at = OffsetDateTime::now_utc() + UPLOAD_URL_TTL;
         let client = db::client(&self.db).await?;
         let row = db::query(&client,
@@ -299,7 +338,14 @@ impl Recordings {
                 ],
             )
             .await
-            .map_err(DbError::from)?;
+            .map_err(DbError::from);
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => {
+                ledger.release(hold.meter, &hold.subject).await?;
+                return Err(e.into());
+            }
+        };
         Ok(Upload {
             recording: Recording::from_row(&row[0]),
             upload: UploadInstructions::new(presigned, expires_at),
@@ -445,9 +491,20 @@ impl Recordings {
             Some(r) => r,
             None => self.find(owner, id).await?,
         };
+        // The bytes that arrived settle what the declared size held; a refused file holds nothing.
+        let subject = storage_subject(id);
         match recording.status {
-            Status::Failed => Err(failed(&recording)),
-            _ => Ok(recording),
+            Status::Failed => {
+                self.ledger()?.release(Meter::StorageBytes, &subject).await?;
+                Err(failed(&recording))
+            }
+            _ => {
+                let size = recording.size_bytes.unwrap_or(0);
+                self.ledger()?
+                    .commit(Meter::StorageBytes, &subject, size)
+                    .await?;
+                Ok(recording)
+            }
         }
     }
 
@@ -553,6 +610,9 @@ impl Recordings {
         )
         .await?;
         let key: String = rows.first().ok_or(Error::NotFound)?.get(0);
+        if let Some(ledger) = &self.ledger {
+            ledger.free(Meter::StorageBytes, &storage_subject(id)).await?;
+        }
         copies.settle(&found, deadline_ms).await;
         self.finish_deletion(id, &key).await.map_err(Error::from)
     }

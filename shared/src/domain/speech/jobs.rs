@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{NewTts, OutputFormat, VoiceSettings};
 use crate::domain::Error;
+use crate::domain::billing::{Ledger, Meter, Units, Vendor};
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, ErrorCode, JobTable, Pending, PublicError, Retry, Status};
 use crate::domain::lifecycle::copies::{VendorCopies, speech_copies};
@@ -88,14 +89,26 @@ pub struct TtsJobs {
     storage: Storage,
     /// `None` in `tts-get`, which then builds no SQS client.
     queue: Option<JobQueue>,
+    ledger: Option<Ledger>,
+}
+
+/// The ledger subject of a speech job's characters.
+pub fn usage_subject(id: Uuid) -> String {
+    format!("tts:{id}")
+}
+
+/// The ledger subject of a speech job's stored audio.
+pub fn storage_subject(id: Uuid) -> String {
+    format!("speech-audio:{id}")
 }
 
 impl TtsJobs {
-    pub fn new(db: DbPool, storage: Storage, queue: JobQueue) -> Self {
+    pub fn new(db: DbPool, storage: Storage, queue: JobQueue, ledger: Ledger) -> Self {
         TtsJobs {
             db,
             storage,
             queue: Some(queue),
+            ledger: Some(ledger),
         }
     }
 
@@ -105,14 +118,24 @@ impl TtsJobs {
             db,
             storage,
             queue: None,
+            ledger: None,
         }
     }
 
-    /// Stores a queued job and enqueues it; if the queue is down the reconciler sends it.
+    /// With the ledger (`tts-delete` gives back the audio's bytes).
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Reserves the text's characters, stores a queued job and enqueues it; over the allowance
+    /// nothing is stored or queued. If the queue is down the reconciler sends it.
     pub async fn create(&self, owner: UserId, request: NewTts) -> Result<Tts, Error> {
-        let queue = self.queue.as_ref().ok_or_else(|| {
-            Error::Internal("this function was built read-only, without its queue".into())
-        })?;
+        let (Some(queue), Some(ledger)) = (self.queue.as_ref(), self.ledger.as_ref()) else {
+            return Err(Error::Internal(
+                "this function was built read-only, without its queue".into(),
+            ));
+        };
         let id = Uuid::now_v7();
         let settings = request
             .voice_settings
@@ -122,6 +145,16 @@ impl TtsJobs {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let characters = i32::try_from(request.characters)
             .map_err(|_| Error::Internal("character count overflow".into()))?;
+        // ElevenLabs bills every character of the text sent: the reservation is exact.
+        let hold = ledger
+            .reserve(
+                owner,
+                Meter::SpeechCharacters,
+                Units::Exactly(i64::from(characters)),
+                &usage_subject(id),
+                Some(Vendor::ElevenLabs),
+            )
+            .await?;
         let rows = db::fetch(
             &self.db,
             &format!(
@@ -142,7 +175,14 @@ impl TtsJobs {
                 (&request.output_format.content_type(), Type::TEXT),
             ],
         )
-        .await?;
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                ledger.release(hold.meter, &hold.subject).await?;
+                return Err(e.into());
+            }
+        };
         let tts = Tts::from_row(rows.first().ok_or(Error::Internal("no row".into()))?);
         queue
             .send_and_mark(&self.db, TABLE.mark_sent, id, &TtsJob { tts_id: id })
@@ -220,6 +260,9 @@ impl TtsJobs {
             ));
         }
         copies.settle(&found, deadline_ms).await;
+        if let Some(ledger) = &self.ledger {
+            ledger.free(Meter::StorageBytes, &storage_subject(id)).await?;
+        }
         Ok(())
     }
 }
@@ -283,6 +326,7 @@ pub struct TtsWorker {
     pub queue: JobQueue,
     /// The queue's `maxReceiveCount`: the delivery on which a failing job is marked failed.
     pub max_receive_count: u32,
+    pub ledger: Ledger,
 }
 
 impl TtsWorker {
@@ -508,6 +552,24 @@ impl TtsWorker {
             tracing::warn!(tts_id = %id, key, "the job was no longer processing; its audio is not attached");
             return Ok(Advance::AlreadyFinal);
         }
+        drop(client);
+        // ElevenLabs billed every character of the text (kept on the row after the text is cleared).
+        let job = db::fetch(
+            &self.db,
+            "SELECT owner_id, characters FROM tts_jobs WHERE id = $1",
+            &[(&id, Type::UUID)],
+        )
+        .await?;
+        if let Some(row) = job.first() {
+            let (owner, characters): (UserId, i32) = (row.get(0), row.get(1));
+            self.ledger
+                .commit(Meter::SpeechCharacters, &usage_subject(id), i64::from(characters))
+                .await?;
+            self.ledger
+                .record(owner, Meter::StorageBytes, &storage_subject(id), size)
+                .await
+                .map_err(|e| Retry(e.to_string()))?;
+        }
         Ok(Advance::Completed {
             object_key: key.to_owned(),
         })
@@ -527,8 +589,13 @@ impl TtsWorker {
     }
 
     async fn fail(&self, id: Uuid, code: ErrorCode, detail: &str) -> Result<(), Retry> {
-        TABLE.fail(&self.db, id, code, detail).await
+        TABLE.fail(&self.db, id, code, detail).await?;
+        self.ledger
+            .release(Meter::SpeechCharacters, &usage_subject(id))
+            .await?;
+        Ok(())
     }
+
 
     /// Sends jobs whose message never left (or was lost), as the transcription reconciler does.
     pub async fn reconcile(&self, batch: i64) -> Result<u64, DbError> {

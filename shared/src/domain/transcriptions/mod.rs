@@ -18,6 +18,8 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::billing::meter::audio_seconds_bound;
+use crate::domain::billing::{Ledger, Meter, Units, Vendor};
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, ErrorCode, JobTable, Pending, PublicError, Retry, Status};
 use crate::domain::owned::owned_row;
@@ -49,6 +51,7 @@ pub struct TranscriptionJob {
 
 pub mod callback;
 pub mod config;
+pub mod realtime;
 
 pub use callback::CallbackSigner;
 
@@ -226,14 +229,21 @@ pub struct Transcriptions {
     /// `None` in the read-only functions, which then build no SQS client.
     queue: Option<JobQueue>,
     cursors: Cursors,
+    ledger: Option<Ledger>,
+}
+
+/// The ledger subject of a transcription's reserved seconds.
+pub fn usage_subject(id: Uuid) -> String {
+    format!("transcription:{id}")
 }
 
 impl Transcriptions {
-    pub fn new(db: DbPool, queue: JobQueue, cursors: Cursors) -> Self {
+    pub fn new(db: DbPool, queue: JobQueue, cursors: Cursors, ledger: Ledger) -> Self {
         Transcriptions {
             db,
             queue: Some(queue),
             cursors,
+            ledger: Some(ledger),
         }
     }
 
@@ -243,23 +253,53 @@ impl Transcriptions {
             db,
             queue: None,
             cursors,
+            ledger: None,
         }
     }
 
-    /// Creates a queued job for a `ready` recording and enqueues it. If the queue is down the row
-    /// stays unsent and the reconciler sends it: the caller still gets its 202.
+    /// Creates a queued job for a `ready` recording and enqueues it. The seconds the recording can
+    /// hold are reserved first: over the allowance nothing is created or queued. If the queue is
+    /// down the row stays unsent and the reconciler sends it: the caller still gets its 202.
     pub async fn create(
         &self,
         owner: UserId,
         recording_id: Uuid,
         request: NewTranscription,
     ) -> Result<Transcription, Error> {
-        let queue = self.queue.as_ref().ok_or_else(|| {
-            Error::Internal("this function was built read-only, without its queue".into())
-        })?;
+        let (Some(queue), Some(ledger)) = (self.queue.as_ref(), self.ledger.as_ref()) else {
+            return Err(Error::Internal(
+                "this function was built read-only, without its queue".into(),
+            ));
+        };
         let id = Uuid::now_v7();
         let secret = new_secret();
         let client = db::client(&self.db).await?;
+        let audio = db::query(
+            &client,
+            "SELECT content_type, coalesce(size_bytes, declared_size_bytes), duration_seconds
+               FROM recordings WHERE id = $1 AND owner_id = $2 AND status = 'ready'",
+            &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
+        // Not ready (or not theirs): the insert below finds out which and says so, with nothing held.
+        let hold = match audio.first() {
+            Some(row) => {
+                let seconds = audio_seconds_bound(row.get(0), row.get(1), row.get(2));
+                Some(
+                    ledger
+                        .reserve(
+                            owner,
+                            Meter::TranscriptionSeconds,
+                            Units::Exactly(seconds),
+                            &usage_subject(id),
+                            Some(Vendor::AssemblyAi),
+                        )
+                        .await?,
+                )
+            }
+            None => None,
+        };
         let rows = db::query(
             &client,
             &format!(
@@ -280,7 +320,17 @@ impl Transcriptions {
             ],
         )
         .await
-        .map_err(DbError::from)?;
+        .map_err(DbError::from);
+        let rows = match rows {
+            Ok(rows) if !rows.is_empty() => rows,
+            other => {
+                if let Some(hold) = hold {
+                    // The recording changed under us (deleted, or the insert failed): give it back.
+                    ledger.release(hold.meter, &hold.subject).await?;
+                }
+                other?
+            }
+        };
         let Some(row) = rows.first() else {
             let status = db::query(&client,
                     "SELECT status FROM recordings WHERE id = $1 AND owner_id = $2 AND status <> 'deleted'",
@@ -471,6 +521,7 @@ pub struct TranscriptionWorker {
     pub settings: TranscriptionSettings,
     /// The queue's `maxReceiveCount`: the delivery on which a failing job is marked failed.
     pub max_receive_count: u32,
+    pub ledger: Ledger,
 }
 
 impl TranscriptionWorker {
@@ -750,6 +801,12 @@ impl TranscriptionWorker {
                     )
                     .await
                     .map_err(DbError::from)?;
+                drop(client);
+                // AssemblyAI bills the audio's duration; that figure settles what was reserved.
+                let billed = transcript.audio_duration.map_or(0, |s| s.max(0.0).ceil() as i64);
+                self.ledger
+                    .commit(Meter::TranscriptionSeconds, &usage_subject(id), billed)
+                    .await?;
                 Ok(Advance::Completed)
             }
             TranscriptStatus::Error => {
@@ -802,7 +859,12 @@ impl TranscriptionWorker {
     }
 
     async fn fail(&self, id: Uuid, code: ErrorCode, detail: &str) -> Result<(), Retry> {
-        TABLE.fail(&self.db, id, code, detail).await
+        TABLE.fail(&self.db, id, code, detail).await?;
+        // Nothing was transcribed, so nothing is billed: the reserved seconds go back.
+        self.ledger
+            .release(Meter::TranscriptionSeconds, &usage_subject(id))
+            .await?;
+        Ok(())
     }
 
     /// The scheduled sweep: sends jobs whose message never went out, polls jobs whose callback is

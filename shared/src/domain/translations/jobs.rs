@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::provider::{Formality, Pair, Provider, Translator};
 use super::quota;
 use crate::domain::Error;
+use crate::domain::billing::{Ledger, Meter};
 use crate::domain::ids::UserId;
 use crate::domain::jobs::{self, ErrorCode, JobTable, Pending, PublicError, Retry, Status};
 use crate::domain::owned::owned_row;
@@ -158,14 +159,28 @@ pub struct TranslationJobs {
     /// `None` in the read-only functions, which build no SQS client.
     queue: Option<JobQueue>,
     cursors: Cursors,
+    /// The ledger, and the provider tried first (whose daily cap a reservation holds).
+    ledger: Option<(Ledger, Provider)>,
+}
+
+/// The ledger subject of a translation job's characters.
+pub fn usage_subject(id: Uuid) -> String {
+    format!("translation:{id}")
 }
 
 impl TranslationJobs {
-    pub fn new(db: DbPool, queue: JobQueue, cursors: Cursors) -> Self {
+    pub fn new(
+        db: DbPool,
+        queue: JobQueue,
+        cursors: Cursors,
+        ledger: Ledger,
+        first_provider: Provider,
+    ) -> Self {
         TranslationJobs {
             db,
             queue: Some(queue),
             cursors,
+            ledger: Some((ledger, first_provider)),
         }
     }
 
@@ -174,6 +189,7 @@ impl TranslationJobs {
             db,
             queue: None,
             cursors,
+            ledger: None,
         }
     }
 
@@ -192,8 +208,34 @@ impl TranslationJobs {
         request: NewTranslation,
     ) -> Result<Translation, Error> {
         let queue = self.queue()?;
+        let (ledger, first_provider) = self
+            .ledger
+            .as_ref()
+            .ok_or_else(|| Error::Internal("built without the usage ledger".into()))?;
         let id = Uuid::now_v7();
         let client = db::client(&self.db).await?;
+        // The transcript's characters are what the providers will bill (at most): held before queuing.
+        let source = db::query(
+            &client,
+            "SELECT char_length(coalesce(text, '')) FROM transcriptions
+              WHERE id = $1 AND owner_id = $2 AND status = 'completed'",
+            &[(&transcription_id, Type::UUID), (&owner, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
+        let hold = match source.first() {
+            Some(row) => Some(
+                quota::reserve_characters(
+                    ledger,
+                    owner,
+                    &usage_subject(id),
+                    i64::from(row.get::<_, i32>(0)),
+                    *first_provider,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let rows = db::query(
             &client,
             &format!(
@@ -213,7 +255,16 @@ impl TranslationJobs {
             ],
         )
         .await
-        .map_err(DbError::from)?;
+        .map_err(DbError::from);
+        let rows = match rows {
+            Ok(rows) if !rows.is_empty() => rows,
+            other => {
+                if let Some(hold) = hold {
+                    quota::release_characters(ledger, hold).await?;
+                }
+                other?
+            }
+        };
         let Some(row) = rows.first() else {
             let status = db::query(
                 &client,
@@ -403,6 +454,7 @@ pub struct TranslationWorker {
     pub db: DbPool,
     pub translator: Translator,
     pub idempotency: Idempotency,
+    pub ledger: Ledger,
     /// The queue's `maxReceiveCount`: the delivery on which a failing job is marked failed.
     pub max_receive_count: u32,
 }
@@ -579,16 +631,34 @@ impl TranslationWorker {
                 .await;
         }
         let characters = segments.iter().map(|s| s.chars().count() as i64).sum();
-        let reservation = quota::reserve_characters(row.owner, characters)
-            .await
-            .map_err(|e| Retry(e.to_string()))?;
+        let ledger = &self.ledger;
+        let reservation = match quota::reserve_characters(
+            ledger,
+            row.owner,
+            &usage_subject(id),
+            characters,
+            self.translator.first_provider(),
+        )
+        .await
+        {
+            Ok(hold) => hold,
+            // Held at creation and given back by a failed attempt; the allowance no longer covers it.
+            Err(e @ (Error::QuotaExceeded(_) | Error::BudgetExhausted(_))) => {
+                return self
+                    .fail(id, ErrorCode::QuotaExceeded, &e.to_string())
+                    .await;
+            }
+            Err(e) => return Err(Retry(e.to_string())),
+        };
         let outcome = self
             .translate_all(&segments, &contexts, &pair, formality, deadline_ms)
             .await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
-                quota::release_characters(reservation).await;
+                quota::release_characters(ledger, reservation)
+                    .await
+                    .map_err(|e| Retry(e.to_string()))?;
                 if e.is_transient() {
                     return Err(Retry(e.to_string()));
                 }
@@ -605,7 +675,10 @@ impl TranslationWorker {
         } else {
             "mixed"
         };
-        quota::commit_characters(
+        // A lost commit is settled by the usage reconciler from the stored row; never retried
+        // here, which would translate (and pay) again.
+        if let Err(e) = quota::commit_characters(
+            ledger,
             reservation,
             if provider == "openai" {
                 Provider::Openai
@@ -614,7 +687,9 @@ impl TranslationWorker {
             },
             outcome.billed,
         )
-        .await;
+        .await {
+            tracing::warn!(translation_id = %id, error = %e, "could not commit the translated characters");
+        }
         let (full_text, translated_utterances) = if utterances.is_empty() {
             let joined = outcome
                 .translated
@@ -708,6 +783,9 @@ impl TranslationWorker {
 
     async fn fail(&self, id: Uuid, code: ErrorCode, reason: &str) -> Result<Advance, Retry> {
         TABLE.fail(&self.db, id, code, reason).await?;
+        self.ledger
+            .release(Meter::TranslationCharacters, &usage_subject(id))
+            .await?;
         Ok(Advance::Failed {
             reason: reason.to_owned(),
         })

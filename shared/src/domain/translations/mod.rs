@@ -133,15 +133,32 @@ impl Translator {
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
         let characters = request.text.chars().count() as i64;
-        let reservation = quota::reserve_characters(owner, characters).await?;
+        let ledger = self
+            .ledger
+            .as_ref()
+            .ok_or_else(|| Error::Internal("built without the usage ledger".into()))?;
+        let subject = format!("text-translation:{}", uuid::Uuid::now_v7());
+        let reservation = quota::reserve_characters(
+            ledger,
+            owner,
+            &subject,
+            characters,
+            self.first_provider(),
+        )
+        .await?;
         let texts = [request.text];
         match self
             .translate(&texts, None, &pair, formality, deadline_ms)
             .await
         {
             Ok(served) => {
-                quota::commit_characters(reservation, served.provider, served.billed_characters)
-                    .await;
+                quota::commit_characters(
+                    ledger,
+                    reservation,
+                    served.provider,
+                    served.billed_characters,
+                )
+                .await?;
                 Ok(TextTranslation {
                     text: served.texts.into_iter().next().unwrap_or_default(),
                     detected_source_lang: served.detected_source_lang,
@@ -151,7 +168,7 @@ impl Translator {
                 })
             }
             Err(e) => {
-                quota::release_characters(reservation).await;
+                quota::release_characters(ledger, reservation).await?;
                 Err(e.into())
             }
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::config::TranslationSettings;
+use crate::domain::billing::Ledger;
 use crate::domain::{Error, FieldError};
 use crate::platform::http_client::VendorError;
 use crate::platform::lambda::now_ms;
@@ -227,6 +228,8 @@ pub struct Translator {
     openai: Option<OpenAi>,
     breaker: Arc<Breaker>,
     languages: Arc<LanguageCache>,
+    /// Where `POST /api/translations` holds its characters.
+    pub(super) ledger: Option<Ledger>,
 }
 
 impl Translator {
@@ -247,6 +250,22 @@ impl Translator {
                 ttl: settings.languages_ttl,
                 cached: tokio::sync::Mutex::new(None),
             }),
+            ledger: None,
+        }
+    }
+
+    /// With the usage ledger (every function that translates).
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The provider a translation is tried with first: DeepL when it is configured.
+    pub fn first_provider(&self) -> Provider {
+        if self.deepl.is_some() {
+            Provider::Deepl
+        } else {
+            Provider::Openai
         }
     }
 

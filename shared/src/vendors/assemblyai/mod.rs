@@ -18,6 +18,9 @@ pub const WEBHOOK_AUTH_HEADER: &str = "X-Parley-Webhook-Secret";
 /// five records at once in a 512 MB worker must fit with their parsed copies.
 const TRANSCRIPT_LIMIT: usize = 32 * 1024 * 1024;
 pub const MAX_TOKEN_SECONDS: u32 = 600;
+/// The shortest and longest streaming session a token may allow (AssemblyAI's bounds).
+pub const MIN_SESSION_SECONDS: u32 = 60;
+pub const MAX_SESSION_SECONDS: u32 = 10_800;
 
 /// AssemblyAI's error body: `{"error": "..."}`.
 fn parse_error(body: &[u8]) -> Option<VendorMessage> {
@@ -307,13 +310,15 @@ impl AssemblyAi {
     }
 
     /// A one-time token a browser uses to open a streaming session; the key never leaves Parley.
+    /// The session it opens ends after `max_session_duration_seconds` (60 to 10,800).
     pub async fn streaming_token(
         &self,
         expires_in_seconds: u32,
+        max_session_duration_seconds: u32,
         deadline_ms: u64,
     ) -> Result<StreamingToken, VendorError> {
         let url = format!(
-            "{}/v3/token?expires_in_seconds={expires_in_seconds}",
+            "{}/v3/token?expires_in_seconds={expires_in_seconds}&max_session_duration_seconds={max_session_duration_seconds}",
             self.streaming_base_url
         );
         #[derive(Deserialize)]

@@ -264,6 +264,7 @@ fn sandbox_transcript(bytes: &[u8], request: &Value) -> Value {
 #[derive(Deserialize)]
 struct TokenQuery {
     expires_in_seconds: Option<String>,
+    max_session_duration_seconds: Option<String>,
 }
 
 async fn streaming_token(headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
@@ -271,6 +272,14 @@ async fn streaming_token(headers: HeaderMap, Query(q): Query<TokenQuery>) -> Res
         return assemblyai_error(
             StatusCode::UNAUTHORIZED,
             "Authentication error, API token missing/invalid",
+        );
+    }
+    if let Some(max) = &q.max_session_duration_seconds
+        && !max.parse::<u32>().is_ok_and(|m| (60..=10_800).contains(&m))
+    {
+        return assemblyai_error(
+            StatusCode::BAD_REQUEST,
+            "max_session_duration_seconds must be an integer from 60 to 10800",
         );
     }
     match q.expires_in_seconds.and_then(|s| s.parse::<u32>().ok()) {
