@@ -18,7 +18,7 @@ pub const CALL_USAGE: &str = "usage: cargo xtask call --provider telnyx|signalwi
 [--from +15557654321] [--seconds N]";
 
 /// A pool on `url` (the local dev database or `$DATABASE_URL`, TLS as its sslmode says).
-fn pool(url: &str) -> Result<DbPool> {
+pub(crate) fn pool(url: &str) -> Result<DbPool> {
     let url = url.to_owned();
     let settings = Settings::from_lookup(|name| match name {
         "DATABASE_URL" => Some(url.clone()),
@@ -33,7 +33,7 @@ fn pool(url: &str) -> Result<DbPool> {
 type Flags = Vec<(String, String)>;
 
 /// Flags (`--name value`) and positional arguments, in order.
-fn parse(args: &[String], flags: &[&str]) -> Result<(Flags, Vec<String>)> {
+pub(crate) fn parse(args: &[String], flags: &[&str]) -> Result<(Flags, Vec<String>)> {
     let mut named = Vec::new();
     let mut positional = Vec::new();
     let mut it = args.iter();
@@ -51,7 +51,7 @@ fn parse(args: &[String], flags: &[&str]) -> Result<(Flags, Vec<String>)> {
     Ok((named, positional))
 }
 
-fn flag<'a>(named: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn flag<'a>(named: &'a [(String, String)], name: &str) -> Option<&'a str> {
     named
         .iter()
         .rev()

@@ -4,6 +4,7 @@
 //! moto, cfn-lint), the interop test's npm packages, and PostgreSQL when none answers.
 
 mod bench;
+mod billing;
 mod calls;
 mod webhook;
 
@@ -33,6 +34,11 @@ usage: cargo xtask <command>
                           assign a number to a user (against $DATABASE_URL or the dev database)
   call --provider telnyx|signalwire --to E164 [--from E164] [--seconds N]
                           play a whole inbound call through the running `cargo xtask dev` sandbox
+  plan set NAME [--price price_…] [--transcription-seconds N] [--speech-characters N]
+           [--translation-characters N] [--realtime-seconds N] [--call-minutes N] [--storage-bytes N]
+                          create or change a plan (flags not given keep their value; a new plan
+                          starts from free's), against $DATABASE_URL or the dev database
+  usage EMAIL             a user's plan, period and every meter (used, reserved, limit)
   deletion status USER_ID show an account deletion: its tombstone, rows and objects' counts left,
                           vendor copies not yet confirmed ($DATABASE_URL or the local dev database)
   bench [--cold N] [--warm N] [--only a,b]
@@ -67,6 +73,12 @@ fn main() -> ExitCode {
             calls::phone_number(&args[1..], &url).await
         })),
         Some("call") => runtime.block_on(calls::call(&args[1..])),
+        Some("plan") => runtime.block_on(with_database(|url| async move {
+            billing::plan(&args[1..], &url).await
+        })),
+        Some("usage") => runtime.block_on(with_database(|url| async move {
+            billing::usage(&args[1..], &url).await
+        })),
         Some("webhook") if args.get(1).map(String::as_str) == Some("replay") => {
             runtime.block_on(with_database(|url| async move {
                 calls::replay(&args[2..], &url).await

@@ -62,6 +62,7 @@ impl Cors {
 /// invoked with any), so its cookie requests always need an allowed Origin: the CSRF guard asks what the
 /// function does, not what the request's method claims.
 pub const READ_ONLY_FUNCTIONS: &[&str] = &[
+    "billing-get",
     "calls-get",
     "calls-list",
     "export-get",

@@ -73,7 +73,7 @@ fn period_of(meter: Meter, entitlement: &Entitlement) -> (OffsetDateTime, Option
 
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    db: DbPool,
+    pub(super) db: DbPool,
     settings: BillingSettings,
 }
 
