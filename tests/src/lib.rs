@@ -107,6 +107,21 @@ impl TestDb {
             .get(0)
     }
 
+    /// A meter's (used, reserved) over every period of the user whose session `token` is.
+    pub async fn usage(&self, token: &str, meter: &str) -> (i64, i64) {
+        let row = self
+            .client
+            .query_one(
+                r#"SELECT coalesce(sum(c.used), 0)::bigint, coalesce(sum(c.reserved), 0)::bigint
+                     FROM sessions s LEFT JOIN usage_counters c ON c.user_id = s."userId" AND c.meter = $2
+                    WHERE s."sessionToken" = $1"#,
+                &[&token, &meter],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
     /// Seconds from now until the session expires.
     pub async fn seconds_left(&self, token: &str) -> f64 {
         self.client

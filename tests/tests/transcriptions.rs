@@ -496,6 +496,8 @@ async fn a_transcription_goes_from_request_to_stored_transcript() {
     assert_eq!(t["text"], "Hello there. General Kenobi.");
     assert_eq!(t["language_code"], "en_us");
     assert_eq!(t["audio_duration_seconds"], 2.5);
+    // AssemblyAI's figure (2.5 s, rounded up) settled what the file's size held.
+    assert_eq!(c.db.usage(&token, "transcription_seconds").await, (3, 0));
     assert_eq!(t["confidence"], 0.9525);
     assert_eq!(t["error"], Value::Null);
     assert_eq!(
@@ -754,6 +756,8 @@ async fn a_vendor_error_status_fails_the_job_with_its_message() {
     assert_eq!(t["error"]["message"], "the audio could not be read");
     assert!(!t.to_string().contains("r2.example"), "{t}");
     assert_eq!(t["text"], Value::Null);
+    // Nothing was transcribed, so the seconds held for it went back.
+    assert_eq!(c.db.usage(&token, "transcription_seconds").await, (0, 0));
 }
 
 #[tokio::test]
@@ -1118,6 +1122,7 @@ async fn realtime_tokens_come_from_assemblyai_and_never_carry_the_key() {
     Mock::given(method("GET"))
         .and(path("/v3/token"))
         .and(query_param("expires_in_seconds", "120"))
+        .and(query_param("max_session_duration_seconds", "600"))
         .and(header("authorization", KEY))
         .respond_with(
             ResponseTemplate::new(200)
@@ -1138,8 +1143,10 @@ async fn realtime_tokens_come_from_assemblyai_and_never_carry_the_key() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
         answer.body,
-        json!({"token": "tok_abc", "expires_in_seconds": 120})
+        json!({"token": "tok_abc", "expires_in_seconds": 120, "max_session_duration_seconds": 600})
     );
+    // The session's length is committed at once: Parley never sees it end.
+    assert_eq!(c.db.usage(&token, "realtime_seconds").await, (600, 0));
     assert!(!answer.body.to_string().contains(KEY));
     assert_eq!(answer.header("cache-control"), Some("no-store"));
     for bad in [

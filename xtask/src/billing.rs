@@ -93,10 +93,16 @@ pub async fn usage(args: &[String], database_url: &str) -> Result {
         rfc3339(entitlement.period.end),
         summary
             .status
-            .map(|s| format!(", subscription {}", serde_json::json!(s).as_str().unwrap_or("")))
+            .map(|s| format!(
+                ", subscription {}",
+                serde_json::json!(s).as_str().unwrap_or("")
+            ))
             .unwrap_or_default()
     );
-    println!("{:<24}{:>14}{:>14}{:>14}", "meter", "used", "reserved", "limit");
+    println!(
+        "{:<24}{:>14}{:>14}{:>14}",
+        "meter", "used", "reserved", "limit"
+    );
     for (meter, usage) in &summary.usage {
         println!(
             "{meter:<24}{:>14}{:>14}{:>14}{}",

@@ -42,7 +42,9 @@ pub async fn handle(app: &App, assemblyai: &AssemblyAi, req: Request) -> ApiResu
     };
     let session_seconds = match request.max_session_duration_seconds {
         None => DEFAULT_SESSION_SECONDS,
-        Some(n) if (i64::from(MIN_SESSION_SECONDS)..=i64::from(MAX_SESSION_SECONDS)).contains(&n) => {
+        Some(n)
+            if (i64::from(MIN_SESSION_SECONDS)..=i64::from(MAX_SESSION_SECONDS)).contains(&n) =>
+        {
             n as u32
         }
         Some(_) => {

@@ -220,7 +220,12 @@ impl App {
     pub fn calls(&self, sqs: aws_sdk_sqs::Client) -> Result<Calls, ConfigError> {
         let queue = JobQueue::new(sqs, self.settings.require_call_queue()?);
         let cursors = Cursors::new(self.settings.require_cursor_key()?, "calls");
-        Ok(Calls::new(self.db.clone(), cursors, queue, self.ledger.clone()))
+        Ok(Calls::new(
+            self.db.clone(),
+            cursors,
+            queue,
+            self.ledger.clone(),
+        ))
     }
 
     /// Reading calls only: no queue, so no SQS client is built.
@@ -360,7 +365,8 @@ impl App {
             .api_key
             .is_some()
             .then(|| OpenAi::new(&vendors.openai, vendors.timeout, http));
-        Ok(Translator::new(deepl, openai, &self.settings.translation).with_ledger(self.ledger.clone()))
+        Ok(Translator::new(deepl, openai, &self.settings.translation)
+            .with_ledger(self.ledger.clone()))
     }
 
     /// The API side of transcript translations: the queue it sends jobs to.

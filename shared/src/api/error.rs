@@ -6,8 +6,8 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::domain;
-use crate::domain::billing::{QuotaExceeded, Vendor};
 pub use crate::domain::FieldError;
+use crate::domain::billing::{QuotaExceeded, Vendor};
 use crate::platform::db::DbError;
 use crate::platform::http_client::VendorError;
 
@@ -179,7 +179,11 @@ impl ApiError {
                 tracing::warn!(request_id, cause = %cause, "dependency unavailable")
             }
             ApiError::VendorBudgetExhausted(vendor) => {
-                tracing::error!(request_id, vendor = vendor.as_str(), "refused: operator daily cap reached")
+                tracing::error!(
+                    request_id,
+                    vendor = vendor.as_str(),
+                    "refused: operator daily cap reached"
+                )
             }
             _ => {}
         }
@@ -202,11 +206,14 @@ impl ApiError {
                 problem["meter"] = serde_json::json!(q.meter);
                 problem["limit"] = serde_json::json!(q.limit);
                 problem["remaining"] = serde_json::json!(q.remaining);
-                problem["resets_at"] = serde_json::json!(q.resets_at.and_then(|t| t
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .ok()));
+                problem["resets_at"] = serde_json::json!(q.resets_at.and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }));
             }
-            ApiError::VendorBudgetExhausted(vendor) => problem["vendor"] = serde_json::json!(vendor),
+            ApiError::VendorBudgetExhausted(vendor) => {
+                problem["vendor"] = serde_json::json!(vendor)
+            }
             _ => {}
         }
         let mut response = Response::builder()
@@ -241,22 +248,31 @@ impl ApiError {
 fn quota_detail(q: &QuotaExceeded) -> String {
     let left = format!("{} {} left", q.remaining, q.meter);
     let when = match q.resets_at.and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339).ok()
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
     }) {
         Some(at) => format!("; the allowance resets at {at}"),
         None => "; delete stored audio to free space".to_owned(),
     };
     if q.overdrawn {
-        format!("a vendor billed more than was reserved, so {} is closed until it resets{when}", q.meter)
+        format!(
+            "a vendor billed more than was reserved, so {} is closed until it resets{when}",
+            q.meter
+        )
     } else {
-        format!("your plan's {} allowance cannot cover this request ({left}{when})", q.meter)
+        format!(
+            "your plan's {} allowance cannot cover this request ({left}{when})",
+            q.meter
+        )
     }
 }
 
 /// The cap is per UTC day: a client may try again when the day turns.
 fn seconds_until_utc_midnight() -> HeaderValue {
     let now = time::OffsetDateTime::now_utc();
-    let midnight = (now.date() + time::Duration::days(1)).midnight().assume_utc();
+    let midnight = (now.date() + time::Duration::days(1))
+        .midnight()
+        .assume_utc();
     HeaderValue::from((midnight - now).whole_seconds().max(1))
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::domain::billing::BillingSettings;
 use crate::domain::lifecycle::config::LifecycleSettings;
 use crate::domain::transcriptions::config::TranscriptionSettings;
-use crate::domain::billing::BillingSettings;
 use crate::domain::translations::config::TranslationSettings;
 use crate::platform::db::DatabaseSettings;
 use crate::platform::settings::{self, ConfigError, Reader, Stage, normalize_origin};

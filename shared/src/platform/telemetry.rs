@@ -51,7 +51,10 @@ pub fn init() {
 /// One count of `name` in CloudWatch's embedded metric format: Lambda's log stream turns the line
 /// into a metric in namespace `Parley`, by stage and by each given dimension, with no metric filter.
 pub fn emit_metric(name: &str, dimensions: &[(&str, &str)]) {
-    println!("{}", metric_line(name, dimensions, std::time::SystemTime::now()));
+    println!(
+        "{}",
+        metric_line(name, dimensions, std::time::SystemTime::now())
+    );
 }
 
 fn metric_line(name: &str, dimensions: &[(&str, &str)], at: std::time::SystemTime) -> String {
@@ -92,7 +95,10 @@ mod tests {
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_123u64);
         let spec = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(spec["Namespace"], "Parley");
-        assert_eq!(spec["Dimensions"], serde_json::json!([["Stage"], ["Stage", "Vendor"]]));
+        assert_eq!(
+            spec["Dimensions"],
+            serde_json::json!([["Stage"], ["Stage", "Vendor"]])
+        );
         assert_eq!(spec["Metrics"][0]["Name"], "VendorBudgetExhausted");
         assert_eq!(v["VendorBudgetExhausted"], 1);
         assert_eq!(v["Vendor"], "assemblyai");

@@ -42,6 +42,9 @@ impl BillingSettings {
     }
 
     pub fn cap(&self, vendor: Vendor) -> Option<i64> {
-        self.caps.iter().find(|(v, _)| *v == vendor).map(|(_, c)| *c)
+        self.caps
+            .iter()
+            .find(|(v, _)| *v == vendor)
+            .map(|(_, c)| *c)
     }
 }

@@ -48,12 +48,15 @@ impl SubscriptionStatus {
     }
 
     /// The policy in the module's table.
-    pub fn entitles(self, past_due_since: Option<OffsetDateTime>, now: OffsetDateTime, grace: Duration) -> bool {
+    pub fn entitles(
+        self,
+        past_due_since: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> bool {
         match self {
             SubscriptionStatus::Active | SubscriptionStatus::Trialing => true,
-            SubscriptionStatus::PastDue => {
-                past_due_since.is_none_or(|since| now < since + grace)
-            }
+            SubscriptionStatus::PastDue => past_due_since.is_none_or(|since| now < since + grace),
             SubscriptionStatus::Incomplete
             | SubscriptionStatus::IncompleteExpired
             | SubscriptionStatus::Paused
@@ -138,9 +141,9 @@ impl Entitlement {
         now: OffsetDateTime,
         grace: Duration,
     ) -> Entitlement {
-        let entitling = subscriptions.iter().position(|s| {
-            s.plan.is_some() && s.status.entitles(s.past_due_since, now, grace)
-        });
+        let entitling = subscriptions
+            .iter()
+            .position(|s| s.plan.is_some() && s.status.entitles(s.past_due_since, now, grace));
         match entitling {
             Some(i) => {
                 let sub = subscriptions[i].clone();
@@ -218,7 +221,8 @@ pub async fn read(
             plan: name.map(|_| Plan::from_row_at(row, 7)),
         });
     }
-    let free = free.ok_or_else(|| Error::Internal(format!("the {} plan is missing", plans::FREE)))?;
+    let free =
+        free.ok_or_else(|| Error::Internal(format!("the {} plan is missing", plans::FREE)))?;
     Ok(Entitlement::decide(free, subscriptions, now, grace))
 }
 
@@ -243,7 +247,10 @@ mod tests {
         }
     }
 
-    fn sub(status: SubscriptionStatus, past_due_since: Option<OffsetDateTime>) -> StoredSubscription {
+    fn sub(
+        status: SubscriptionStatus,
+        past_due_since: Option<OffsetDateTime>,
+    ) -> StoredSubscription {
         StoredSubscription {
             status,
             current_period_start: Some(datetime!(2026-11-20 10:00 UTC)),
@@ -295,7 +302,12 @@ mod tests {
     fn a_subscription_whose_price_is_no_plan_entitles_to_nothing() {
         let mut orphan = sub(SubscriptionStatus::Active, None);
         orphan.plan = None;
-        let e = Entitlement::decide(plan("free"), vec![orphan], datetime!(2026-12-05 0:00 UTC), WEEK);
+        let e = Entitlement::decide(
+            plan("free"),
+            vec![orphan],
+            datetime!(2026-12-05 0:00 UTC),
+            WEEK,
+        );
         assert_eq!(e.plan.name, "free");
     }
 
@@ -310,6 +322,9 @@ mod tests {
             datetime!(2026-12-05 0:00 UTC),
         );
         assert_eq!(p.start, datetime!(2026-11-20 10:00 UTC));
-        assert_eq!(p.end - p.start, datetime!(2026-11-20 10:00 UTC) - datetime!(2026-10-20 10:00 UTC));
+        assert_eq!(
+            p.end - p.start,
+            datetime!(2026-11-20 10:00 UTC) - datetime!(2026-10-20 10:00 UTC)
+        );
     }
 }

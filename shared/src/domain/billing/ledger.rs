@@ -368,7 +368,10 @@ impl Ledger {
     }
 
     /// The user's plan, period and every meter.
-    pub async fn usage(&self, owner: UserId) -> Result<(Entitlement, Vec<(Meter, MeterUsage)>), Error> {
+    pub async fn usage(
+        &self,
+        owner: UserId,
+    ) -> Result<(Entitlement, Vec<(Meter, MeterUsage)>), Error> {
         let entitlement = self.entitlement(owner).await?;
         let rows = db::fetch(
             &self.db,
@@ -404,6 +407,13 @@ impl Ledger {
 /// The operator's cap on `vendor` is reached: an error log line and a CloudWatch metric (embedded
 /// metric format, so no metric filter is needed) that the `VendorBudgetExhaustedAlarm` watches.
 fn budget_exhausted(vendor: Vendor, cap: i64) {
-    tracing::error!(vendor = vendor.as_str(), cap, "operator daily cap reached; new paid work is refused");
-    crate::platform::telemetry::emit_metric("VendorBudgetExhausted", &[("Vendor", vendor.as_str())]);
+    tracing::error!(
+        vendor = vendor.as_str(),
+        cap,
+        "operator daily cap reached; new paid work is refused"
+    );
+    crate::platform::telemetry::emit_metric(
+        "VendorBudgetExhausted",
+        &[("Vendor", vendor.as_str())],
+    );
 }

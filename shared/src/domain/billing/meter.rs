@@ -53,8 +53,7 @@ impl fmt::Display for Meter {
 }
 
 /// A paid vendor as the operator caps name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Vendor {
     AssemblyAi,
     ElevenLabs,
@@ -98,6 +97,12 @@ impl Vendor {
     }
 }
 
+impl Serialize for Vendor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Vendor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -109,7 +114,11 @@ impl fmt::Display for Vendor {
 /// (`platform::audio`); the compressed formats are bounded by the lowest bitrate their codecs
 /// encode speech at, so a file cannot be longer than its size allows at that rate. A little is
 /// added for the vendor's rounding, so an honest file never commits more than it held.
-pub fn audio_seconds_bound(content_type: &str, size_bytes: i64, header_seconds: Option<f64>) -> i64 {
+pub fn audio_seconds_bound(
+    content_type: &str,
+    size_bytes: i64,
+    header_seconds: Option<f64>,
+) -> i64 {
     // Bytes per second at the floor: MP3 (MPEG-1 layer III's lowest, 32 kbit/s), AAC-HE (16 kbit/s),
     // Opus/Vorbis in Ogg or WebM (6 kbit/s), and for WAV/FLAC without a usable header, 8 kbit/s.
     let floor_bytes_per_second: i64 = match content_type {

@@ -107,7 +107,10 @@ impl PlanChange {
         }
         if let Some(price) = &self.stripe_price_id {
             if name == FREE {
-                errors.push(FieldError::new("price", "the free plan has no Stripe price"));
+                errors.push(FieldError::new(
+                    "price",
+                    "the free plan has no Stripe price",
+                ));
             } else if !valid_price_id(price) {
                 errors.push(FieldError::new("price", "a Stripe price id: price_…"));
             }
@@ -136,7 +139,12 @@ pub async fn get(db: &DbPool, name: &str) -> Result<Option<Plan>, DbError> {
 }
 
 pub async fn list(db: &DbPool) -> Result<Vec<Plan>, DbError> {
-    let rows = db::fetch(db, &format!("SELECT {COLUMNS} FROM plans ORDER BY name"), &[]).await?;
+    let rows = db::fetch(
+        db,
+        &format!("SELECT {COLUMNS} FROM plans ORDER BY name"),
+        &[],
+    )
+    .await?;
     Ok(rows.iter().map(|r| Plan::from_row_at(r, 0)).collect())
 }
 

@@ -21,7 +21,12 @@ pub const HOLD_MINUTES: i64 = 60;
 
 /// A call's ledger subject: SignalWire's inbound calls are held before Parley has a row for them
 /// (the voice webhook answers at once), so they are known by their `CallSid`.
-pub fn subject(provider: Provider, direction: Direction, id: Uuid, call_sid: Option<&str>) -> String {
+pub fn subject(
+    provider: Provider,
+    direction: Direction,
+    id: Uuid,
+    call_sid: Option<&str>,
+) -> String {
     match (provider, direction, call_sid) {
         (Provider::Signalwire, Direction::Inbound, Some(sid)) => format!("call:signalwire:{sid}"),
         _ => format!("call:{id}"),
@@ -66,7 +71,12 @@ pub async fn admit_inbound_signalwire(
     let Some(handling) = handling else {
         return Ok(None);
     };
-    let subject = subject(Provider::Signalwire, Direction::Inbound, Uuid::nil(), Some(call_sid));
+    let subject = subject(
+        Provider::Signalwire,
+        Direction::Inbound,
+        Uuid::nil(),
+        Some(call_sid),
+    );
     match hold(ledger, handling.owner, Provider::Signalwire, &subject).await {
         Ok(_) => Ok(Some(handling)),
         Err(e @ (Error::QuotaExceeded(_) | Error::BudgetExhausted(_))) => {

@@ -11,8 +11,8 @@ use super::events::{self, Applied, CallEvent, CallState, EventKind};
 use super::telnyx::{self as telnyx_events, Leg};
 use super::webhooks::{StoredEvent, WebhookEvents};
 use super::{CallJob, CallStatus, Direction, Provider, minutes, signalwire};
-use crate::domain::billing::Ledger;
 use crate::domain::Error;
+use crate::domain::billing::Ledger;
 use crate::platform::db::{self, DbPool, Type};
 use crate::platform::queue::{Delivery, JobQueue};
 use crate::vendors::signalwire::client::SignalWire;
@@ -180,12 +180,21 @@ impl CallWorker {
                     Ok(_) => {}
                     Err(e @ (Error::QuotaExceeded(_) | Error::BudgetExhausted(_))) => {
                         tracing::info!(call_id = %call.id, reason = %e, "inbound call rejected: no call minutes left");
-                        return self.once(call.id, "reject", |options| async move {
-                            let action = crate::vendors::telnyx::client::Action::Reject {
+                        return self
+                            .once(
+                                call.id,
+                                "reject",
+                                |options| async move {
+                                    let action = crate::vendors::telnyx::client::Action::Reject {
                                 cause: crate::vendors::telnyx::client::RejectCause::CallRejected,
                             };
-                            telnyx.command(control_id, &action, &options, deadline_ms).await
-                        }, None).await;
+                                    telnyx
+                                        .command(control_id, &action, &options, deadline_ms)
+                                        .await
+                                },
+                                None,
+                            )
+                            .await;
                     }
                     Err(e) => return Err(Step::Retry(e.to_string())),
                 }

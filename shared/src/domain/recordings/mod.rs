@@ -495,7 +495,9 @@ impl Recordings {
         let subject = storage_subject(id);
         match recording.status {
             Status::Failed => {
-                self.ledger()?.release(Meter::StorageBytes, &subject).await?;
+                self.ledger()?
+                    .release(Meter::StorageBytes, &subject)
+                    .await?;
                 Err(failed(&recording))
             }
             _ => {
@@ -611,7 +613,9 @@ impl Recordings {
         .await?;
         let key: String = rows.first().ok_or(Error::NotFound)?.get(0);
         if let Some(ledger) = &self.ledger {
-            ledger.free(Meter::StorageBytes, &storage_subject(id)).await?;
+            ledger
+                .free(Meter::StorageBytes, &storage_subject(id))
+                .await?;
         }
         copies.settle(&found, deadline_ms).await;
         self.finish_deletion(id, &key).await.map_err(Error::from)

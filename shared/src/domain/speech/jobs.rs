@@ -261,7 +261,9 @@ impl TtsJobs {
         }
         copies.settle(&found, deadline_ms).await;
         if let Some(ledger) = &self.ledger {
-            ledger.free(Meter::StorageBytes, &storage_subject(id)).await?;
+            ledger
+                .free(Meter::StorageBytes, &storage_subject(id))
+                .await?;
         }
         Ok(())
     }
@@ -563,7 +565,11 @@ impl TtsWorker {
         if let Some(row) = job.first() {
             let (owner, characters): (UserId, i32) = (row.get(0), row.get(1));
             self.ledger
-                .commit(Meter::SpeechCharacters, &usage_subject(id), i64::from(characters))
+                .commit(
+                    Meter::SpeechCharacters,
+                    &usage_subject(id),
+                    i64::from(characters),
+                )
                 .await?;
             self.ledger
                 .record(owner, Meter::StorageBytes, &storage_subject(id), size)
@@ -595,7 +601,6 @@ impl TtsWorker {
             .await?;
         Ok(())
     }
-
 
     /// Sends jobs whose message never left (or was lost), as the transcription reconciler does.
     pub async fn reconcile(&self, batch: i64) -> Result<u64, DbError> {

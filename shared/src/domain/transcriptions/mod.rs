@@ -803,7 +803,9 @@ impl TranscriptionWorker {
                     .map_err(DbError::from)?;
                 drop(client);
                 // AssemblyAI bills the audio's duration; that figure settles what was reserved.
-                let billed = transcript.audio_duration.map_or(0, |s| s.max(0.0).ceil() as i64);
+                let billed = transcript
+                    .audio_duration
+                    .map_or(0, |s| s.max(0.0).ceil() as i64);
                 self.ledger
                     .commit(Meter::TranscriptionSeconds, &usage_subject(id), billed)
                     .await?;

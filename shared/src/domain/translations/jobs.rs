@@ -687,7 +687,8 @@ impl TranslationWorker {
             },
             outcome.billed,
         )
-        .await {
+        .await
+        {
             tracing::warn!(translation_id = %id, error = %e, "could not commit the translated characters");
         }
         let (full_text, translated_utterances) = if utterances.is_empty() {

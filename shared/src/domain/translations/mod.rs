@@ -138,14 +138,9 @@ impl Translator {
             .as_ref()
             .ok_or_else(|| Error::Internal("built without the usage ledger".into()))?;
         let subject = format!("text-translation:{}", uuid::Uuid::now_v7());
-        let reservation = quota::reserve_characters(
-            ledger,
-            owner,
-            &subject,
-            characters,
-            self.first_provider(),
-        )
-        .await?;
+        let reservation =
+            quota::reserve_characters(ledger, owner, &subject, characters, self.first_provider())
+                .await?;
         let texts = [request.text];
         match self
             .translate(&texts, None, &pair, formality, deadline_ms)
