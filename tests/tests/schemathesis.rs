@@ -69,6 +69,17 @@ async fn the_running_api_keeps_its_openapi_contract() {
         ("PUBLIC_BASE_URL", base.clone()),
     ]);
     let watch = Api::start_on(port, &borrow(&env)).await;
+    // The contract is about shapes, not allowances: thousands of generated requests would use up
+    // the free plan and turn valid requests into 402s (tests/tests/billing.rs covers quotas).
+    db.client
+        .execute(
+            "UPDATE plans SET transcription_seconds = 1e15, speech_characters = 1e15,
+                    translation_characters = 1e15, realtime_seconds = 1e15, call_minutes = 1e15,
+                    storage_bytes = 1e15 WHERE name = 'free'",
+            &[],
+        )
+        .await
+        .unwrap();
 
     // The session every authenticated route runs under, made by Auth.js's own adapter.
     let made = authjs(

@@ -1527,3 +1527,40 @@ async fn a_signed_transcriptions_cursor_with_an_extreme_time_is_a_422() {
     answer.assert_problem(422, "validation-failed");
     assert_eq!(answer.body["errors"][0]["field"], "cursor");
 }
+
+#[tokio::test]
+async fn a_transcription_the_plan_cannot_cover_is_a_402_with_nothing_queued_or_sent() {
+    let c = ctx().await;
+    let (token, recording) = c.user_with_recording("quota@example.com").await;
+    c.db.client
+        .execute(
+            "UPDATE plans SET transcription_seconds = 1 WHERE name = 'free'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let refused = c.create(&token, recording, json!({}), Some("q-1")).await;
+    refused.assert_problem(402, "quota-exceeded");
+    assert_eq!(refused.body["meter"], "transcription_seconds");
+    assert_eq!(refused.body["remaining"], 1);
+    let rows: i64 =
+        c.db.client
+            .query_one("SELECT count(*) FROM transcriptions", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(rows, 0);
+    assert_eq!(c.queue_depth().await, 0);
+    assert_eq!(c.db.usage(&token, "transcription_seconds").await, (0, 0));
+    assert!(c.vendor.received_requests().await.unwrap().is_empty());
+    // Once the plan allows it, the same request goes through.
+    c.db.client
+        .execute(
+            "UPDATE plans SET transcription_seconds = 3600 WHERE name = 'free'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ok = c.create(&token, recording, json!({}), Some("q-2")).await;
+    assert_eq!(ok.status, 202, "{}", ok.body);
+}
