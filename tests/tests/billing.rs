@@ -584,3 +584,78 @@ async fn entitlement_follows_the_subscription_state_by_the_documented_policy() {
         }
     }
 }
+
+#[tokio::test]
+async fn calls_start_only_with_minutes_left_and_commit_their_minutes_when_they_end() {
+    use shared::domain::calls::numbers::handling_of_number;
+    use shared::domain::calls::{OutboundRequest, Provider, minutes};
+    let stack = TestStack::builder("billing-calls")
+        .queue("calls", "call-worker", "CALL_QUEUE_URL")
+        .build()
+        .await;
+    let db = &stack.db.client;
+    let (user, token) = stack.db.session("caller@example.com", 3600).await;
+    for (e164, provider) in [("+15550001111", "telnyx"), ("+15550002222", "signalwire")] {
+        db.execute(
+            "INSERT INTO phone_numbers (id, e164, provider, owner_id) VALUES (gen_random_uuid(), $1, $2, $3)",
+            &[&e164, &provider, &user],
+        )
+        .await
+        .unwrap();
+    }
+    db.execute("UPDATE plans SET call_minutes = 0 WHERE name = 'free'", &[])
+        .await
+        .unwrap();
+    let calls = stack.app.calls(stack.sqs.clone()).unwrap();
+    let request = || OutboundRequest {
+        from: "+15550001111".into(),
+        to: "+15559990000".into(),
+    };
+    let refused = calls.place(UserId::new(user), request()).await;
+    assert!(
+        matches!(&refused, Err(Error::QuotaExceeded(q)) if q.meter == Meter::CallMinutes),
+        "{refused:?}"
+    );
+    let count =
+        |sql: &'static str| async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) };
+    assert_eq!(
+        count("SELECT count(*) FROM calls").await,
+        0,
+        "a refused call is not kept"
+    );
+    // An inbound SignalWire call to the same user is answered with <Reject/> (no handling).
+    let handling = handling_of_number(&stack.app.db, Provider::Signalwire, "+15550002222")
+        .await
+        .unwrap();
+    assert!(handling.is_some());
+    let admitted = minutes::admit_inbound_signalwire(&stack.app.ledger, handling.clone(), "CAnone")
+        .await
+        .unwrap();
+    assert!(admitted.is_none());
+
+    db.execute(
+        "UPDATE plans SET call_minutes = 90 WHERE name = 'free'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let placed = calls.place(UserId::new(user), request()).await.unwrap();
+    // A call holds what is left, up to an hour; the next inbound call gets the rest.
+    assert_eq!(stack.db.usage(&token, "call_minutes").await, (0, 60));
+    let admitted = minutes::admit_inbound_signalwire(&stack.app.ledger, handling, "CA2")
+        .await
+        .unwrap();
+    assert!(admitted.is_some());
+    assert_eq!(stack.db.usage(&token, "call_minutes").await, (0, 90));
+    // The outbound call ends after 61 seconds: two minutes, as carriers round.
+    db.execute(
+        "UPDATE calls SET status = 'completed', duration_seconds = 61 WHERE id = $1",
+        &[&placed.id],
+    )
+    .await
+    .unwrap();
+    minutes::settle(&stack.app.ledger, &stack.app.db, placed.id)
+        .await
+        .unwrap();
+    assert_eq!(stack.db.usage(&token, "call_minutes").await, (2, 30));
+}
