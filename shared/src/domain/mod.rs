@@ -1,6 +1,7 @@
 //! Parley's business rules, free of HTTP: a webhook, a worker or an API route reuses them as they
 //! are. Errors are [`Error`]; the api layer maps them to problem+json.
 
+pub mod billing;
 pub mod calls;
 pub mod error;
 pub mod ids;

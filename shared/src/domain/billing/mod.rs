@@ -1,0 +1,3 @@
+//! Billing: plans sold through Stripe, the subscriptions Stripe reports, and what they entitle.
+
+pub mod stripe;
