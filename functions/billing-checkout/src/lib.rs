@@ -28,7 +28,12 @@ pub async fn handle(app: &App, billing: &StripeBilling, req: Request) -> ApiResu
     let scope = format!("{FUNCTION}:{user}");
     idempotency::once(&app.idempotency, &scope, &req, &payload, async {
         let url = billing
-            .checkout(user, session.user.email.as_deref(), &request.plan, deadline_ms)
+            .checkout(
+                user,
+                session.user.email.as_deref(),
+                &request.plan,
+                deadline_ms,
+            )
             .await?;
         api::json(StatusCode::CREATED, &json!({ "url": url }))
     })

@@ -34,4 +34,3 @@ pub async fn handle(app: &App, billing: &StripeBilling, req: Request) -> ApiResu
     })
     .await
 }
-

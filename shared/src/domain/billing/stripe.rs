@@ -116,10 +116,7 @@ impl StripeBilling {
             cancel_url: cancel_url(&self.app_url),
             user_id: user.to_string(),
         };
-        let scope = format!(
-            "checkout-{user}-{}",
-            window(OffsetDateTime::now_utc())
-        );
+        let scope = format!("checkout-{user}-{}", window(OffsetDateTime::now_utc()));
         let session = self
             .stripe
             .create_checkout_session(&request, &scope, deadline_ms)
@@ -303,7 +300,9 @@ pub enum Outcome {
         status: String,
     },
     /// Fetched, but what is stored was read later (or its user is gone): nothing written.
-    Stale { subscription: String },
+    Stale {
+        subscription: String,
+    },
     Ignored(&'static str),
     /// Signed by Stripe but unusable, or failed on every delivery; recorded on the event row.
     Failed(String),
@@ -423,7 +422,8 @@ impl BillingWorker {
         body: &[u8],
         deadline_ms: u64,
     ) -> Result<(Outcome, Option<UserId>), Step> {
-        let event = wire::parse_event(body).map_err(|e: EventError| Step::Unreadable(e.to_string()))?;
+        let event =
+            wire::parse_event(body).map_err(|e: EventError| Step::Unreadable(e.to_string()))?;
         let object = &event.data.object;
         match event.event_type.as_str() {
             "checkout.session.completed" => {
@@ -456,7 +456,10 @@ impl BillingWorker {
         deadline_ms: u64,
     ) -> Result<(Outcome, Option<UserId>), Step> {
         if session.mode != "subscription" {
-            return Ok((Outcome::Ignored("a checkout that is not a subscription"), None));
+            return Ok((
+                Outcome::Ignored("a checkout that is not a subscription"),
+                None,
+            ));
         }
         let user = session
             .client_reference_id
@@ -472,7 +475,10 @@ impl BillingWorker {
         }
         match &session.subscription {
             Some(subscription) => self.sync(subscription.id(), Some(user), deadline_ms).await,
-            None => Ok((Outcome::Ignored("a checkout without a subscription"), Some(user))),
+            None => Ok((
+                Outcome::Ignored("a checkout without a subscription"),
+                Some(user),
+            )),
         }
     }
 
@@ -712,7 +718,14 @@ mod tests {
         for ok in ["pro", "free", "team-2", "a_b"] {
             assert!(valid_plan_name(ok), "{ok}");
         }
-        for bad in ["", "Pro", "-x", "pro plan", "x".repeat(33).as_str(), "pro'--"] {
+        for bad in [
+            "",
+            "Pro",
+            "-x",
+            "pro plan",
+            "x".repeat(33).as_str(),
+            "pro'--",
+        ] {
             assert!(!valid_plan_name(bad), "{bad}");
         }
     }

@@ -180,14 +180,18 @@ pub struct NewCheckout {
 impl NewCheckout {
     pub fn form(&self) -> Result<Form, StripeError> {
         if !valid_id(&self.price, "price_") {
-            return Err(StripeError::Invalid("a price id (price_…) is required".into()));
+            return Err(StripeError::Invalid(
+                "a price id (price_…) is required".into(),
+            ));
         }
         for (name, url) in [
             ("success_url", &self.success_url),
             ("cancel_url", &self.cancel_url),
         ] {
             if !valid_url(url) {
-                return Err(StripeError::Invalid(format!("{name} must be an http(s) URL")));
+                return Err(StripeError::Invalid(format!(
+                    "{name} must be an http(s) URL"
+                )));
             }
         }
         let mut form = Form::new()
@@ -197,7 +201,9 @@ impl NewCheckout {
         form = match &self.customer {
             CheckoutCustomer::Existing(id) => {
                 if !valid_plain_id(id, "cus_") {
-                    return Err(StripeError::Invalid("a customer id (cus_…) is required".into()));
+                    return Err(StripeError::Invalid(
+                        "a customer id (cus_…) is required".into(),
+                    ));
                 }
                 form.push("customer", id)
             }
@@ -262,7 +268,9 @@ impl Stripe {
             form = form.push("email", email);
         }
         let form = form.push("metadata[user_id]", user_id);
-        let customer: Customer = self.post("/v1/customers", &form, scope, deadline_ms).await?;
+        let customer: Customer = self
+            .post("/v1/customers", &form, scope, deadline_ms)
+            .await?;
         if !valid_plain_id(&customer.id, "cus_") {
             return Err(invalid_response("id is not a customer id (cus_…)"));
         }
@@ -301,10 +309,14 @@ impl Stripe {
         deadline_ms: u64,
     ) -> Result<PortalSession, StripeError> {
         if !valid_plain_id(customer, "cus_") {
-            return Err(StripeError::Invalid("a customer id (cus_…) is required".into()));
+            return Err(StripeError::Invalid(
+                "a customer id (cus_…) is required".into(),
+            ));
         }
         if !valid_url(return_url) {
-            return Err(StripeError::Invalid("return_url must be an http(s) URL".into()));
+            return Err(StripeError::Invalid(
+                "return_url must be an http(s) URL".into(),
+            ));
         }
         let form = Form::new()
             .push("customer", customer)
@@ -327,13 +339,14 @@ impl Stripe {
         deadline_ms: u64,
     ) -> Result<Option<Subscription>, StripeError> {
         if !valid_plain_id(id, "sub_") {
-            return Err(StripeError::Invalid("a subscription id (sub_…) is required".into()));
+            return Err(StripeError::Invalid(
+                "a subscription id (sub_…) is required".into(),
+            ));
         }
         let path = format!("/v1/subscriptions/{id}");
         match self.send(Method::GET, &path, None, None, deadline_ms).await {
             Ok(response) => {
-                let subscription: Subscription =
-                    self.client.json(response, RESPONSE_LIMIT).await?;
+                let subscription: Subscription = self.client.json(response, RESPONSE_LIMIT).await?;
                 subscription.validate().map_err(|r| invalid_response(&r))?;
                 if subscription.id != id {
                     return Err(invalid_response("answered with another subscription"));
@@ -353,13 +366,17 @@ impl Stripe {
         deadline_ms: u64,
     ) -> Result<Cancelled, StripeError> {
         if !valid_plain_id(id, "sub_") {
-            return Err(StripeError::Invalid("a subscription id (sub_…) is required".into()));
+            return Err(StripeError::Invalid(
+                "a subscription id (sub_…) is required".into(),
+            ));
         }
         let path = format!("/v1/subscriptions/{id}");
-        match self.send(Method::DELETE, &path, None, None, deadline_ms).await {
+        match self
+            .send(Method::DELETE, &path, None, None, deadline_ms)
+            .await
+        {
             Ok(response) => {
-                let subscription: Subscription =
-                    self.client.json(response, RESPONSE_LIMIT).await?;
+                let subscription: Subscription = self.client.json(response, RESPONSE_LIMIT).await?;
                 subscription.validate().map_err(|r| invalid_response(&r))?;
                 Ok(Cancelled::Done {
                     status: subscription.status,
@@ -438,7 +455,11 @@ impl Stripe {
             }
             let delay = self.delay(attempt, failure.retry_after);
             if delay + self.timeout.min(Duration::from_secs(2)) > budget(deadline_ms) {
-                tracing::warn!(vendor = VENDOR, attempt, "no time left to retry before the deadline");
+                tracing::warn!(
+                    vendor = VENDOR,
+                    attempt,
+                    "no time left to retry before the deadline"
+                );
                 return Err(failure.error);
             }
             tracing::info!(
@@ -552,7 +573,10 @@ mod tests {
         let form = Form::new()
             .push("email", "a+b@example.com")
             .push("metadata[user_id]", "42")
-            .push("success_url", "https://app.example.com/billing?checkout=success&x=1 2");
+            .push(
+                "success_url",
+                "https://app.example.com/billing?checkout=success&x=1 2",
+            );
         assert_eq!(
             form.encode(),
             "email=a%2Bb%40example.com&metadata[user_id]=42&success_url=https%3A%2F%2Fapp.example.com%2Fbilling%3Fcheckout%3Dsuccess%26x%3D1+2"
@@ -607,9 +631,18 @@ mod tests {
     fn idempotency_keys_follow_the_call_and_its_parameters() {
         let a = Form::new().push("email", "a@example.com");
         let b = Form::new().push("email", "b@example.com");
-        assert_eq!(idempotency_key("customer-7", &a), idempotency_key("customer-7", &a));
-        assert_ne!(idempotency_key("customer-7", &a), idempotency_key("customer-7", &b));
-        assert_ne!(idempotency_key("customer-7", &a), idempotency_key("customer-8", &a));
+        assert_eq!(
+            idempotency_key("customer-7", &a),
+            idempotency_key("customer-7", &a)
+        );
+        assert_ne!(
+            idempotency_key("customer-7", &a),
+            idempotency_key("customer-7", &b)
+        );
+        assert_ne!(
+            idempotency_key("customer-7", &a),
+            idempotency_key("customer-8", &a)
+        );
         let key = idempotency_key(&"x y\n".repeat(100), &a);
         assert!(key.len() <= 255 && key.is_ascii() && !key.contains(' '));
     }

@@ -42,7 +42,10 @@ pub struct StripeSettings {
 impl fmt::Debug for StripeSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StripeSettings")
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "[redacted]"),
+            )
             .field("webhook_secrets", &self.webhook_secrets.len())
             .field("base_url", &self.base_url)
             .field("sandbox", &self.sandbox)
@@ -207,7 +210,10 @@ mod tests {
         assert_eq!(s.webhook_secrets.len(), 2);
         assert_eq!(s.webhook_secrets[1].expose_secret(), "whsec_old-secret-2");
         let debug = format!("{s:?}");
-        assert!(!debug.contains("verysecret") && !debug.contains("secret-1"), "{debug}");
+        assert!(
+            !debug.contains("verysecret") && !debug.contains("secret-1"),
+            "{debug}"
+        );
 
         let (_, problems) = read(&[
             ("STRIPE_SECRET_KEY", "pk_live_publishable"),

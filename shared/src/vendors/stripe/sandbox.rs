@@ -132,7 +132,10 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
 }
 
 /// Refuses any key not in `allowed` (Stripe: "Received unknown parameter").
-fn only(pairs: &[(String, String)], allowed: &[&str]) -> Result<BTreeMap<String, String>, Response> {
+fn only(
+    pairs: &[(String, String)],
+    allowed: &[&str],
+) -> Result<BTreeMap<String, String>, Response> {
     let mut map = BTreeMap::new();
     for (k, v) in pairs {
         if !allowed.contains(&k.as_str()) {
@@ -286,7 +289,11 @@ impl StripeSandbox {
         hasher.update(path.as_bytes());
         hasher.update(b"\n");
         hasher.update(body);
-        let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut inner = self.lock();
         if let Some((seen, status, answer)) = inner.idempotency.get(&key) {
             if *seen != digest {
@@ -306,9 +313,7 @@ impl StripeSandbox {
         }
         match create(&mut inner) {
             Ok(answer) => {
-                inner
-                    .idempotency
-                    .insert(key, (digest, 200, answer.clone()));
+                inner.idempotency.insert(key, (digest, 200, answer.clone()));
                 axum::Json(answer).into_response()
             }
             Err(refusal) => refusal,
@@ -345,7 +350,10 @@ impl StripeSandbox {
                 .http
                 .post(format!("{parley}/webhooks/stripe"))
                 .header("content-type", "application/json; charset=utf-8")
-                .header("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+                .header(
+                    "user-agent",
+                    "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                )
                 .header(signature::SIGNATURE_HEADER, value)
                 .body(body.clone())
                 .send()
@@ -711,7 +719,11 @@ async fn portal(State(sandbox): State<StripeSandbox>, Path(id): Path<String>) ->
             format!(
                 "<li>{} — {} — {}</li>",
                 escape(s["id"].as_str().unwrap_or_default()),
-                escape(s["items"]["data"][0]["price"]["id"].as_str().unwrap_or_default()),
+                escape(
+                    s["items"]["data"][0]["price"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                ),
                 escape(s["status"].as_str().unwrap_or_default())
             )
         })
@@ -737,7 +749,10 @@ async fn portal_cancel(State(sandbox): State<StripeSandbox>, Path(id): Path<Stri
         };
         (
             session["customer"].as_str().unwrap_or_default().to_owned(),
-            session["return_url"].as_str().unwrap_or_default().to_owned(),
+            session["return_url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         )
     };
     let live: Vec<String> = sandbox
@@ -749,7 +764,9 @@ async fn portal_cancel(State(sandbox): State<StripeSandbox>, Path(id): Path<Stri
         .collect();
     for sub in live {
         if let Some(object) = cancel(&sandbox, &sub)
-            && let Err(e) = sandbox.deliver("customer.subscription.deleted", object).await
+            && let Err(e) = sandbox
+                .deliver("customer.subscription.deleted", object)
+                .await
         {
             return html(
                 StatusCode::BAD_GATEWAY,

@@ -287,7 +287,11 @@ mod tests {
         assert_eq!(check(&value, &[SECRET], TS - 10_000), Ok(TS));
         // A forged signature on a stale request reports the signature, not the clock.
         assert_eq!(
-            check(&format!("t={TS},v1={}", "0".repeat(64)), &[SECRET], TS + 10_000),
+            check(
+                &format!("t={TS},v1={}", "0".repeat(64)),
+                &[SECRET],
+                TS + 10_000
+            ),
             Err(SignatureError::Mismatch)
         );
     }
@@ -321,15 +325,28 @@ mod tests {
 
     #[test]
     fn malformed_missing_and_misconfigured_are_told_apart() {
-        for bad in ["", "garbage", "v1=abc", "t=,v1=abc", "t=12a,v1=abc", "t=-5,v1=abc"] {
+        for bad in [
+            "",
+            "garbage",
+            "v1=abc",
+            "t=,v1=abc",
+            "t=12a,v1=abc",
+            "t=-5,v1=abc",
+        ] {
             let e = check(bad, &[SECRET], TS).unwrap_err();
             assert!(e.is_malformed(), "{bad:?}: {e}");
         }
         assert_eq!(
-            check("t=17e8,v1=ab", &[SECRET], TS).unwrap_err().to_string(),
+            check("t=17e8,v1=ab", &[SECRET], TS)
+                .unwrap_err()
+                .to_string(),
             "malformed header stripe-signature: unable to extract timestamp and signatures from header"
         );
-        assert!(check(&"x".repeat(5000), &[SECRET], TS).unwrap_err().is_malformed());
+        assert!(
+            check(&"x".repeat(5000), &[SECRET], TS)
+                .unwrap_err()
+                .is_malformed()
+        );
         assert_eq!(
             verify(
                 &secrets(&[SECRET]),
@@ -350,7 +367,10 @@ mod tests {
             Err(SignatureError::EmptyKey(SECRET_VARIABLE))
         );
         // Spaces around the timestamp are forgiven, as the SDKs' integer parsing forgives them.
-        assert_eq!(check(&format!("t= {TS} ,v1={SIGNATURE}"), &[SECRET], TS), Ok(TS));
+        assert_eq!(
+            check(&format!("t= {TS} ,v1={SIGNATURE}"), &[SECRET], TS),
+            Ok(TS)
+        );
     }
 
     proptest! {

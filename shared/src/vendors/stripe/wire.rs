@@ -35,7 +35,10 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 
 /// Ids the database stores without underscores after the prefix (`cus_…`, `sub_…`).
 pub fn valid_plain_id(id: &str, prefix: &str) -> bool {
-    valid_id(id, prefix) && id[prefix.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+    valid_id(id, prefix)
+        && id[prefix.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A field that is an id, or the object itself when it was expanded.
@@ -102,7 +105,9 @@ pub fn parse_event(body: &[u8]) -> Result<Event, EventError> {
         )));
     }
     if !valid_id(&event.id, "evt_") {
-        return Err(EventError::Unreadable("id is not an event id (evt_…)".into()));
+        return Err(EventError::Unreadable(
+            "id is not an event id (evt_…)".into(),
+        ));
     }
     if event.event_type.is_empty()
         || event.event_type.len() > 100
@@ -207,7 +212,10 @@ impl Subscription {
             return Err("customer is not a customer id (cus_…)".into());
         }
         if !SUBSCRIPTION_STATUSES.contains(&self.status.as_str()) {
-            return Err(format!("status {:?} is not one Stripe documents", self.status));
+            return Err(format!(
+                "status {:?} is not one Stripe documents",
+                self.status
+            ));
         }
         let Some(item) = self.items.data.first() else {
             return Err("items.data is empty".into());
@@ -278,7 +286,8 @@ mod tests {
             EventError::Thin
         );
         assert!(parse_event(b"[]").is_err());
-        let wrong_id = json!({"id":"ch_1","object":"event","type":"x","created":1,"data":{"object":{}}});
+        let wrong_id =
+            json!({"id":"ch_1","object":"event","type":"x","created":1,"data":{"object":{}}});
         assert!(parse_event(wrong_id.to_string().as_bytes()).is_err());
     }
 
@@ -322,6 +331,9 @@ mod tests {
             invoice_subscription(&json!({"subscription": {"id": "sub_x"}})),
             Some("sub_x".into())
         );
-        assert_eq!(invoice_subscription(&json!({"parent": null, "subscription": null})), None);
+        assert_eq!(
+            invoice_subscription(&json!({"parent": null, "subscription": null})),
+            None
+        );
     }
 }
