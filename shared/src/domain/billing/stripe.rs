@@ -22,7 +22,9 @@ use crate::domain::jobs::Retry;
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbPool, Type};
 use crate::platform::queue::{Delivery, JobQueue};
-use crate::vendors::stripe::client::{Cancelled, CheckoutCustomer, NewCheckout, Stripe};
+use crate::vendors::stripe::client::{
+    Cancelled, CheckoutCustomer, NewCheckout, Stripe, StripeError,
+};
 use crate::vendors::stripe::wire::{self, CompletedSession, Event, EventError, Subscription};
 
 /// `webhook_events.vendor` for Stripe's events.
@@ -39,6 +41,16 @@ pub const LIVE_STATUSES: &[&str] = &["trialing", "active", "past_due", "unpaid",
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum BillingJob {
     Event(Uuid),
+}
+
+impl From<StripeError> for Error {
+    fn from(e: StripeError) -> Self {
+        if e.is_transient() {
+            Error::Unavailable(e.to_string())
+        } else {
+            Error::Rejected(e.to_string())
+        }
+    }
 }
 
 /// The app's pages Stripe sends the customer back to (`APP_URL` + these paths).

@@ -70,16 +70,6 @@ impl StripeError {
     }
 }
 
-impl From<StripeError> for crate::domain::Error {
-    fn from(e: StripeError) -> Self {
-        if e.is_transient() {
-            crate::domain::Error::Unavailable(e.to_string())
-        } else {
-            crate::domain::Error::Rejected(e.to_string())
-        }
-    }
-}
-
 /// A form body in the order it was built, encoded as Stripe's SDKs encode it: values
 /// `application/x-www-form-urlencoded`, brackets in keys left as they are (`metadata[user_id]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
