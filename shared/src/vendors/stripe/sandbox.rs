@@ -131,18 +131,20 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// A refusal to answer with (boxed: a response is large).
+type Refusal = Box<Response>;
+
 /// Refuses any key not in `allowed` (Stripe: "Received unknown parameter").
-fn only(
-    pairs: &[(String, String)],
-    allowed: &[&str],
-) -> Result<BTreeMap<String, String>, Response> {
+fn only(pairs: &[(String, String)], allowed: &[&str]) -> Result<BTreeMap<String, String>, Refusal> {
     let mut map = BTreeMap::new();
     for (k, v) in pairs {
         if !allowed.contains(&k.as_str()) {
-            return Err(invalid(&format!("Received unknown parameter: {k}")));
+            return Err(Box::new(invalid(&format!(
+                "Received unknown parameter: {k}"
+            ))));
         }
         if map.insert(k.clone(), v.clone()).is_some() {
-            return Err(invalid(&format!("Received {k} more than once")));
+            return Err(Box::new(invalid(&format!("Received {k} more than once"))));
         }
     }
     Ok(map)
@@ -226,27 +228,27 @@ impl StripeSandbox {
 
     /// Stripe's checks on every API request: the key, the pinned version, and for a POST a form
     /// body and an `Idempotency-Key`.
-    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Response> {
+    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         let auth = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if auth != format!("Bearer {}", self.api_key) {
-            return Err(stripe_error(
+            return Err(Box::new(stripe_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
                 None,
                 "Invalid API Key provided",
-            ));
+            )));
         }
         let version = headers
             .get("stripe-version")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if version != API_VERSION {
-            return Err(invalid(&format!(
+            return Err(Box::new(invalid(&format!(
                 "The sandbox serves Stripe-Version {API_VERSION}; got {version:?}"
-            )));
+            ))));
         }
         if method == Method::POST {
             let form_type = headers
@@ -254,18 +256,18 @@ impl StripeSandbox {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
             if !form_type {
-                return Err(invalid(
+                return Err(Box::new(invalid(
                     "Stripe takes application/x-www-form-urlencoded bodies",
-                ));
+                )));
             }
             let key = headers
                 .get("idempotency-key")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             if key.is_empty() || key.len() > 255 {
-                return Err(invalid(
+                return Err(Box::new(invalid(
                     "Parley sends an Idempotency-Key (1-255 characters) on every POST",
-                ));
+                )));
             }
         }
         Ok(())
@@ -278,7 +280,7 @@ impl StripeSandbox {
         headers: &HeaderMap,
         path: &str,
         body: &[u8],
-        create: impl FnOnce(&mut Inner) -> Result<Value, Response>,
+        create: impl FnOnce(&mut Inner) -> Value,
     ) -> Response {
         let key = headers
             .get("idempotency-key")
@@ -311,13 +313,9 @@ impl StripeSandbox {
             )
                 .into_response();
         }
-        match create(&mut inner) {
-            Ok(answer) => {
-                inner.idempotency.insert(key, (digest, 200, answer.clone()));
-                axum::Json(answer).into_response()
-            }
-            Err(refusal) => refusal,
-        }
+        let answer = create(&mut inner);
+        inner.idempotency.insert(key, (digest, 200, answer.clone()));
+        axum::Json(answer).into_response()
     }
 
     /// Signs and posts one event to Parley, retried a few times as Stripe retries; returns
@@ -412,11 +410,11 @@ async fn create_customer(
     body: Bytes,
 ) -> Response {
     if let Err(refusal) = sandbox.check(&method, &headers) {
-        return refusal;
+        return *refusal;
     }
     let fields = match only(&form(&body), &["email", "metadata[user_id]"]) {
         Ok(f) => f,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     sandbox.idempotent(&headers, "/v1/customers", &body, |inner| {
         let id = new_id("cus_");
@@ -428,7 +426,7 @@ async fn create_customer(
             "livemode": false,
         });
         inner.customers.insert(id, customer.clone());
-        Ok(customer)
+        customer
     })
 }
 
@@ -451,11 +449,11 @@ async fn create_checkout_session(
     body: Bytes,
 ) -> Response {
     if let Err(refusal) = sandbox.check(&method, &headers) {
-        return refusal;
+        return *refusal;
     }
     let fields = match only(&form(&body), CHECKOUT_FIELDS) {
         Ok(f) => f,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if fields.get("mode").map(String::as_str) != Some("subscription") {
         return invalid("The sandbox sells subscriptions: mode must be subscription");
@@ -508,7 +506,7 @@ async fn create_checkout_session(
                 .map(|u| json!({"user_id": u})).unwrap_or(json!({})),
         });
         inner.sessions.insert(id, session.clone());
-        Ok(public_session(&session))
+        public_session(&session)
     })
 }
 
@@ -528,11 +526,11 @@ async fn create_portal_session(
     body: Bytes,
 ) -> Response {
     if let Err(refusal) = sandbox.check(&method, &headers) {
-        return refusal;
+        return *refusal;
     }
     let fields = match only(&form(&body), &["customer", "return_url"]) {
         Ok(f) => f,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Some(customer) = fields.get("customer").cloned() else {
         return invalid("Missing required param: customer.");
@@ -552,7 +550,7 @@ async fn create_portal_session(
             "livemode": false,
         });
         inner.portal_sessions.insert(id, session.clone());
-        Ok(session)
+        session
     })
 }
 
@@ -563,7 +561,7 @@ async fn get_subscription(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(refusal) = sandbox.check(&method, &headers) {
-        return refusal;
+        return *refusal;
     }
     match sandbox.subscription(&id) {
         Some(sub) => axum::Json(sub).into_response(),
@@ -578,7 +576,7 @@ async fn cancel_subscription(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(refusal) = sandbox.check(&method, &headers) {
-        return refusal;
+        return *refusal;
     }
     match cancel(&sandbox, &id) {
         Some(sub) => {
