@@ -35,8 +35,8 @@ class ParleyAuth:
         if path == "/health":
             return None
         if path.startswith("/webhooks/") and path != "/webhooks/assemblyai":
-            # Telnyx and SignalWire sign their requests and send no session: the contract run
-            # checks that anything unsigned is refused as documented.
+            # Telnyx, SignalWire and Stripe sign their requests and send no session: the contract
+            # run checks that anything unsigned is refused as documented.
             return None
         if path == "/webhooks/assemblyai":
             return ("header", WEBHOOK_SECRET)

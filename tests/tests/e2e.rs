@@ -393,6 +393,7 @@ impl LocalStack {
             "SignalWire",
             "DeepL",
             "OpenAI",
+            "Stripe",
         ] {
             assert!(names.contains(&vendor), "{vendor} is served by the sandbox");
         }
@@ -428,7 +429,7 @@ impl LocalStack {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let api = Api::start_on(port, &env).await;
-        sandbox.calls.attach(&format!("http://127.0.0.1:{port}"));
+        sandbox.attach(&format!("http://127.0.0.1:{port}"));
         LocalStack {
             db,
             api,
@@ -593,6 +594,150 @@ async fn with_no_keys_the_sandbox_speaks_a_text_end_to_end() {
     );
     // 39 characters at ~14 a second: about 2.8 s of 26 ms frames.
     assert!(audio.len() > 100 * 417, "{} bytes", audio.len());
+}
+
+// ----------------------------------------------------------------------------------------- billing
+
+#[tokio::test]
+async fn with_no_keys_a_sandbox_checkout_makes_a_free_user_pro() {
+    let stack = LocalStack::start().await;
+    stack
+        .db
+        .client
+        .execute(
+            "INSERT INTO plans (name, stripe_price_id, transcription_seconds, speech_characters,
+                                translation_characters, realtime_seconds, call_minutes, storage_bytes)
+             VALUES ('pro', 'price_e2ePro', 36000, 500000, 1000000, 18000, 600, 53687091200)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let payer = authjs(
+        &stack.db.url,
+        &["create-session", "--email", "payer-sandbox@example.com"],
+    );
+    let user: i32 = payer["user_id"].as_str().unwrap().parse().unwrap();
+    let cookie = format!(
+        "authjs.session-token={}",
+        payer["session_token"].as_str().unwrap()
+    );
+    let checkout = stack
+        .http
+        .post(stack.api.url("/api/billing/checkout"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .json(&json!({"plan": "pro"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checkout.status(), 201);
+    let url = checkout.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with(&format!(
+            "{}/stripe-sandbox/checkout/cs_test_",
+            stack.sandbox_url
+        )),
+        "{url}"
+    );
+
+    // Opening the checkout URL (as a browser or curl would) pays: the sandbox posts signed
+    // events to the local /webhooks/stripe, then redirects to the app's success page.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let paid = browser.get(&url).send().await.unwrap();
+    assert_eq!(paid.status(), 303, "{}", paid.text().await.unwrap());
+    let location = paid.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("http://localhost:3000/billing?checkout=success&session_id=cs_test_"),
+        "{location}"
+    );
+    let kinds: Vec<String> = stack
+        .db
+        .client
+        .query(
+            "SELECT event_type FROM webhook_events WHERE vendor = 'stripe' ORDER BY received_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "checkout.session.completed",
+            "customer.subscription.created",
+            "invoice.paid"
+        ]
+    );
+
+    // The billing worker re-fetches the subscription from the sandbox: the user is now pro.
+    stack
+        .pump_while(&["billing-worker"], "the subscription", || async {
+            stack
+                .db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM subscriptions s JOIN plans p
+                        ON p.stripe_price_id = s.stripe_price_id
+                      WHERE s.user_id = $1 AND s.status = 'active' AND p.name = 'pro'
+                        AND s.current_period_end > now()",
+                    &[&user],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        })
+        .await;
+    stack
+        .pump_while(&["billing-worker"], "every event applied", || async {
+            stack
+                .db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM webhook_events WHERE vendor = 'stripe' AND status <> 'processed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+        })
+        .await;
+
+    // Now there is a customer to manage: the portal opens on the sandbox.
+    let portal = stack
+        .http
+        .post(stack.api.url("/api/billing/portal"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(portal.status(), 201);
+    let portal_url = portal.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(portal_url.starts_with(&format!("{}/stripe-sandbox/portal/bps_", stack.sandbox_url)));
+    // A second checkout is refused: plan changes go through the portal.
+    let again = stack
+        .http
+        .post(stack.api.url("/api/billing/checkout"))
+        .header("cookie", &cookie)
+        .header("origin", "http://localhost:3000")
+        .json(&json!({"plan": "pro"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
 }
 
 // ------------------------------------------------------------------------------------------- calls

@@ -44,6 +44,7 @@ async fn the_running_api_keeps_its_openapi_contract() {
         ),
         ("ACCOUNT_QUEUE_URL", "contract-account", "account-worker"),
         ("CALL_QUEUE_URL", "contract-calls", "call-worker"),
+        ("BILLING_QUEUE_URL", "contract-billing", "billing-worker"),
     ] {
         let route = shared::local::ensure_queue(&sqs, &format!("{queue}-{suffix}"), worker, 30, 5)
             .await
@@ -76,6 +77,17 @@ async fn the_running_api_keeps_its_openapi_contract() {
             "UPDATE plans SET transcription_seconds = 1e15, speech_characters = 1e15,
                     translation_characters = 1e15, realtime_seconds = 1e15, call_minutes = 1e15,
                     storage_bytes = 1e15 WHERE name = 'free'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // A plan for sale, so checkouts reach the Stripe sandbox (its price is made up: the sandbox
+    // sells any price).
+    db.client
+        .execute(
+            "INSERT INTO plans (name, stripe_price_id, transcription_seconds, speech_characters,
+                                translation_characters, realtime_seconds, call_minutes, storage_bytes)
+             VALUES ('pro', 'price_contractPro', 36000, 500000, 1000000, 18000, 600, 53687091200)",
             &[],
         )
         .await

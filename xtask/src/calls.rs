@@ -127,9 +127,14 @@ pub async fn replay(args: &[String], database_url: &str) -> Result {
         .await
         .map_err(|e| e.to_string())?;
     let (vendor, kind, was): (String, String, String) = (row.get(1), row.get(2), row.get(3));
+    let worker = if vendor == "stripe" {
+        "billing worker"
+    } else {
+        "call worker"
+    };
     println!(
         "{vendor} {kind} event {id} (was {was}) is back in the outbox; the webhook-events-sweeper \
-         sends it to the call worker within a minute"
+         sends it to the {worker} within a minute"
     );
     Ok(())
 }

@@ -384,7 +384,7 @@ async fn serve(
     // Vendors without a key talk to the bundled sandbox; say so loudly.
     let sandbox_url = format!("http://127.0.0.1:{}", ports.sandbox);
     let (sandbox_env, keyless) = shared::local::sandbox_env(&sandbox_url, setting);
-    let mut telephony_sandbox = None;
+    let mut running_sandbox = None;
     if !keyless.is_empty() {
         let running = shared::local::sandbox::start(
             ([127, 0, 0, 1], ports.sandbox).into(),
@@ -392,12 +392,13 @@ async fn serve(
         )
         .await
         .map_err(|e| format!("sandbox on port {}: {e}", ports.sandbox))?;
-        telephony_sandbox = Some(running.calls);
+        running_sandbox = Some(running);
         println!(
             "\n==================== SANDBOX ====================\n\
              No key for: {}.\n\
              Those vendors are served by the offline sandbox at {sandbox_url}:\n\
-             transcripts, speech and translations are generated placeholders, not real results.\n\
+             transcripts, speech and translations are generated placeholders, not real results;\n\
+             a Stripe checkout URL \"pays\" when opened and no money moves.\n\
              Set the keys (environment or .env) to use the real services.\n\
              =================================================\n",
             keyless.join(", "),
@@ -435,9 +436,10 @@ async fn serve(
         return Err(format!("the API did not become ready: {e}"));
     }
 
-    // Calls Parley dials now reach the sandbox's far end, and `cargo xtask call` can play inbound ones.
-    if let Some(calls) = &telephony_sandbox {
-        calls.attach(&base);
+    // Calls Parley dials now reach the sandbox's far end, `cargo xtask call` can play inbound
+    // ones, and a paid sandbox checkout posts its events to the local /webhooks/stripe.
+    if let Some(running) = &running_sandbox {
+        running.attach(&base);
     }
     let pump = tokio::spawn(shared::local::run(
         sqs,

@@ -11,11 +11,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use shared::vendors::signalwire::signature as signalwire;
 use shared::vendors::signature_error::{SignatureError, SignatureErrorKind};
+use shared::vendors::stripe::signature as stripe;
 use shared::vendors::telnyx::signature as telnyx;
 
 use xtask::Result;
 
-const VENDORS: &str = "telnyx, signalwire or twilio";
+const VENDORS: &str = "telnyx, signalwire, twilio or stripe";
 
 pub fn webhook(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
@@ -156,6 +157,7 @@ fn judge(captured: &Captured, defaults: &Defaults) -> Result<Judgement> {
             let (url, secret) = url_and_secret(captured)?;
             Ok(signalwire::verify_twilio(&secret, url, &headers, body))
         }
+        "stripe" => judge_stripe(captured, &headers, body, defaults),
         other => Err(format!("unknown vendor {other:?}; expected {VENDORS}")),
     }
 }
@@ -176,6 +178,29 @@ fn judge_telnyx(
         .map_or(defaults.tolerance, Duration::from_secs);
     let now = captured.now.unwrap_or(defaults.clock_now);
     Ok(telnyx::verify(&key, headers, body, now, tolerance))
+}
+
+/// Stripe: `secret` is the endpoint's signing secret (`whsec_…`; several comma-separated, as in
+/// `STRIPE_WEBHOOK_SECRET`); the tolerance is Stripe's 300 s unless the line gives one.
+fn judge_stripe(
+    captured: &Captured,
+    headers: &HeaderMap,
+    body: &[u8],
+    defaults: &Defaults,
+) -> Result<Judgement> {
+    let secret = captured
+        .secret
+        .as_deref()
+        .ok_or("stripe needs \"secret\": the endpoint's signing secret (whsec_…)")?;
+    let secrets: Vec<SecretString> = secret
+        .split(',')
+        .map(|s| SecretString::from(s.trim()))
+        .collect();
+    let tolerance = captured
+        .tolerance
+        .map_or(stripe::DEFAULT_TOLERANCE, Duration::from_secs);
+    let now = captured.now.unwrap_or(defaults.clock_now);
+    Ok(stripe::verify(&secrets, headers, body, now, tolerance).map(drop))
 }
 
 fn url_and_secret(captured: &Captured) -> Result<(&str, SecretString)> {
@@ -241,8 +266,18 @@ mod tests {
                 .contains("unknown field `public_key`")
         );
         assert_eq!(
+            verdict(r#"{"vendor":"svix","headers":{},"body":""}"#),
+            "error: unknown vendor \"svix\"; expected telnyx, signalwire, twilio or stripe"
+        );
+        assert_eq!(
             verdict(r#"{"vendor":"stripe","headers":{},"body":""}"#),
-            "error: unknown vendor \"stripe\"; expected telnyx, signalwire or twilio"
+            "error: stripe needs \"secret\": the endpoint's signing secret (whsec_…)"
+        );
+        assert_eq!(
+            verdict(
+                r#"{"vendor":"stripe","headers":{"stripe-signature":"t=1,v1=00"},"body":"","secret":""}"#
+            ),
+            "error: the signing key is empty; set STRIPE_WEBHOOK_SECRET"
         );
         assert_eq!(
             verdict(r#"{"vendor":"telnyx","headers":{},"body":""}"#),

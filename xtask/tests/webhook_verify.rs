@@ -171,7 +171,7 @@ fn a_line_that_is_not_a_request_is_an_error_and_the_rest_are_still_judged() {
     );
     assert_eq!(
         lines[2],
-        "error: unknown vendor \"svix\"; expected telnyx, signalwire or twilio"
+        "error: unknown vendor \"svix\"; expected telnyx, signalwire, twilio or stripe"
     );
     assert_eq!(lines[3], "valid");
 }
@@ -205,4 +205,99 @@ fn the_configured_tolerance_is_the_default() {
         stderr.contains("TELNYX_WEBHOOK_TOLERANCE_SECONDS must be whole seconds from 1 to 3600"),
         "{stderr}"
     );
+}
+
+/// A current-API-version event; its two signatures were computed once with an independent
+/// implementation (Python's `hmac`/`hashlib`) over `1700000000.<STRIPE_BODY>` (see shared's
+/// stripe::signature tests).
+const STRIPE_BODY: &str = r#"{"id":"evt_1PwpIkLkdIwHu7ixsZcvB1Eb","object":"event","api_version":"2026-07-29.dahlia","created":1700000000,"data":{"object":{"id":"sub_1PwpIjLkdIwHu7ixMBP5n4bO","object":"subscription","status":"active"}},"livemode":false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null},"type":"customer.subscription.updated"}"#;
+const STRIPE_V1: &str = "1642e20899a2e5ef3522687ef49160d8fa9d955a31ab9dc86dcd77242d49a3c7";
+const STRIPE_ROTATED_V1: &str = "538487d58577aecec48b0ef5e26b45b0f3540823a410cc5696a8c39a7eb015d2";
+
+fn stripe_line(body: &str, header: &str, secret: &str, extra: Value) -> Value {
+    let mut line = json!({
+        "vendor": "stripe",
+        "headers": {"stripe-signature": header, "content-type": "application/json; charset=utf-8"},
+        "body": body,
+        "secret": secret,
+    });
+    for (k, v) in extra.as_object().expect("an object") {
+        line[k] = v.clone();
+    }
+    line
+}
+
+#[test]
+fn stripe_lines_are_judged_with_the_receivers_verifier() {
+    let header = format!("t=1700000000,v1={STRIPE_V1}");
+    let rotating = format!("t=1700000000,v1={STRIPE_ROTATED_V1},v1={STRIPE_V1},v0=00");
+    let tampered = STRIPE_BODY.replace("active", "canceled");
+    let input = jsonl(&[
+        stripe_line(
+            STRIPE_BODY,
+            &header,
+            "whsec_test_secret",
+            json!({"now": 1_700_000_100}),
+        ),
+        // While a secret is rolled: Stripe signs with both, the line may name both.
+        stripe_line(
+            STRIPE_BODY,
+            &rotating,
+            "whsec_rotated_0123456789abcdef",
+            json!({"now": 1_700_000_100}),
+        ),
+        stripe_line(
+            STRIPE_BODY,
+            &header,
+            "whsec_other, whsec_test_secret",
+            json!({"now": 1_700_000_100}),
+        ),
+        stripe_line(
+            &tampered,
+            &header,
+            "whsec_test_secret",
+            json!({"now": 1_700_000_100}),
+        ),
+        stripe_line(
+            STRIPE_BODY,
+            &header,
+            "whsec_test_secret",
+            json!({"now": 1_700_000_400}),
+        ),
+        stripe_line(
+            STRIPE_BODY,
+            &header,
+            "whsec_test_secret",
+            json!({"now": 1_700_000_400, "tolerance": 600}),
+        ),
+        // The key is the whole whsec_ string: its tail alone does not verify.
+        stripe_line(
+            STRIPE_BODY,
+            &header,
+            "test_secret",
+            json!({"now": 1_700_000_100}),
+        ),
+        stripe_line(
+            STRIPE_BODY,
+            "t=1700000000,v0=abc",
+            "whsec_test_secret",
+            json!({"now": 1_700_000_100}),
+        ),
+    ]);
+    let (code, lines, stderr) = run(&input);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(
+        lines,
+        vec![
+            "valid",
+            "valid",
+            "valid",
+            "invalid: signature does not match",
+            "invalid: timestamp 400 s older than the 300 s tolerance",
+            "valid",
+            "invalid: signature does not match",
+            "invalid: malformed header stripe-signature: no signatures found with expected scheme v1",
+        ]
+    );
+    assert!(!stderr.contains("whsec_"));
 }

@@ -4,6 +4,7 @@ use crate::api::auth::Sessions;
 use crate::api::settings::Settings;
 use crate::api::{Cors, Http};
 use crate::domain::billing::Ledger;
+use crate::domain::billing::stripe::{BillingWorker, StripeBilling, StripeOutbox};
 use crate::domain::calls::Calls;
 use crate::domain::calls::ingest::RecordingIngest;
 use crate::domain::calls::numbers::PhoneNumbers;
@@ -30,6 +31,7 @@ use crate::vendors::assemblyai::AssemblyAi;
 use crate::vendors::deepl::DeepL;
 use crate::vendors::elevenlabs::ElevenLabs;
 use crate::vendors::signalwire::client::SignalWire;
+use crate::vendors::stripe::client::Stripe;
 use crate::vendors::telnyx::client::Telnyx;
 
 /// A Telnyx webhook receiver's state.
@@ -57,6 +59,23 @@ impl std::fmt::Debug for SignalWireReceiver {
     }
 }
 use crate::vendors::openai::OpenAi;
+
+/// The Stripe webhook receiver's state: every endpoint secret it accepts, and the outbox.
+#[derive(Clone)]
+pub struct StripeReceiver {
+    pub outbox: StripeOutbox,
+    pub secrets: Vec<secrecy::SecretString>,
+    pub tolerance: std::time::Duration,
+}
+
+impl std::fmt::Debug for StripeReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeReceiver")
+            .field("secrets", &self.secrets.len())
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
 
 /// Shared state for one execution environment.
 #[derive(Debug, Clone)]
@@ -500,7 +519,9 @@ impl App {
                 queue.clone(),
                 storage.clone(),
                 copies?,
-            ),
+            )
+            // Subscriptions are cancelled at Stripe; without a key, only users with none can go.
+            .with_stripe(self.stripe().ok()),
             exports: Exports::new(self.db.clone(), storage, Some(queue)),
             max_receive_count: self.settings.queues.max_receive_count,
         })
@@ -518,6 +539,60 @@ impl App {
             deletions: worker.deletions,
             exports: worker.exports,
             settings: self.settings.lifecycle,
+        })
+    }
+
+    /// The Stripe client; init fails without `STRIPE_SECRET_KEY` (locally: the sandbox's).
+    pub fn stripe(&self) -> Result<Stripe, ConfigError> {
+        let settings = self.settings.require_stripe()?;
+        let timeout = self.settings.vendors.timeout;
+        let http = crate::platform::http_client::http_client(timeout);
+        Ok(Stripe::new(settings, http, timeout))
+    }
+
+    /// `billing-checkout` and `billing-portal`: Stripe and the web app's URL.
+    pub fn stripe_billing(&self) -> Result<StripeBilling, ConfigError> {
+        let mut problems = Vec::new();
+        for r in [
+            self.settings.require_stripe().map(drop),
+            self.settings.require_app_url().map(drop),
+        ] {
+            if let Err(e) = r {
+                problems.extend(e.problems);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(StripeBilling::new(
+            self.db.clone(),
+            self.stripe()?,
+            self.settings.require_app_url()?,
+        ))
+    }
+
+    /// Stored Stripe events and the billing queue they are sent to.
+    pub fn stripe_outbox(&self, sqs: aws_sdk_sqs::Client) -> Result<StripeOutbox, ConfigError> {
+        let queue = JobQueue::new(sqs, self.settings.require_billing_queue()?);
+        Ok(StripeOutbox::new(self.db.clone(), queue))
+    }
+
+    /// What the Stripe receiver needs: the endpoint secrets and the outbox.
+    pub fn stripe_receiver(&self, sqs: aws_sdk_sqs::Client) -> Result<StripeReceiver, ConfigError> {
+        let stripe = self.settings.vendors.stripe.require_webhook()?;
+        Ok(StripeReceiver {
+            outbox: self.stripe_outbox(sqs)?,
+            secrets: stripe.webhook_secrets.clone(),
+            tolerance: crate::vendors::stripe::signature::DEFAULT_TOLERANCE,
+        })
+    }
+
+    /// The billing worker: Stripe (to re-fetch subscriptions) and the pool.
+    pub fn billing_worker(&self) -> Result<BillingWorker, ConfigError> {
+        Ok(BillingWorker {
+            db: self.db.clone(),
+            stripe: self.stripe()?,
+            max_receive_count: self.settings.queues.max_receive_count,
         })
     }
 

@@ -19,6 +19,7 @@ use crate::vendors::deepl::config::DeepLSettings;
 use crate::vendors::elevenlabs::config::ElevenLabsSettings;
 use crate::vendors::openai::config::OpenAiSettings;
 use crate::vendors::signalwire::config::SignalWireSettings;
+use crate::vendors::stripe::config::StripeSettings;
 use crate::vendors::telnyx::config::TelnyxSettings;
 
 /// All of Parley's configuration. Built once per execution environment.
@@ -46,6 +47,9 @@ pub struct Settings {
     /// The public base URL vendors call (`PUBLIC_BASE_URL`), when it is not API Gateway's own
     /// domain (behind a proxy or CDN): webhook signatures are checked against it.
     pub public_base_url: Option<String>,
+    /// The web app's base URL (`APP_URL`): where Stripe sends a customer back after Checkout or
+    /// the portal. Locally http://localhost:3000; deployed, required by the billing functions.
+    pub app_url: Option<String>,
     pub queues: QueueSettings,
     pub vendors: VendorSettings,
     pub transcription: TranscriptionSettings,
@@ -66,6 +70,8 @@ pub struct QueueSettings {
     pub translations: Option<String>,
     /// Account deletions and exports.
     pub account: Option<String>,
+    /// Stored Stripe events for the billing worker.
+    pub billing: Option<String>,
     /// The queues' `maxReceiveCount`: the delivery on which a failing job is marked `failed`.
     pub max_receive_count: u32,
 }
@@ -82,6 +88,7 @@ pub struct VendorSettings {
     pub signalwire: SignalWireSettings,
     pub deepl: DeepLSettings,
     pub openai: OpenAiSettings,
+    pub stripe: StripeSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +109,9 @@ const LOCAL_CALLBACK_SECRET: &str = "parley-local-callback-secret-not-for-deploy
 const LOCAL_CURSOR_SECRET: &str = "parley-local-development-secret-not-for-deployment";
 
 const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
+
+/// The web app locally (the first of the local CORS origins).
+const LOCAL_APP_URL: &str = "http://localhost:3000";
 
 impl Settings {
     /// Reads the process environment and, when `PARLEY_SECRET_ARN` is set, the secret it names.
@@ -147,6 +157,8 @@ impl Settings {
         let callback_secret = secret_key(&mut r, "CALLBACK_SECRET", LOCAL_CALLBACK_SECRET);
         let backend_url = r.base_url("BACKEND_URL", None);
         let public_base_url = r.base_url("PUBLIC_BASE_URL", None);
+        let local_app_url = (!stage.is_deployed()).then_some(LOCAL_APP_URL);
+        let app_url = r.base_url("APP_URL", local_app_url);
         let queues = QueueSettings {
             transcriptions: r.queue_url("TRANSCRIPTION_QUEUE_URL"),
             tts: r.queue_url("TTS_QUEUE_URL"),
@@ -154,6 +166,7 @@ impl Settings {
             recording_ingest: r.queue_url("RECORDING_INGEST_QUEUE_URL"),
             translations: r.queue_url("TRANSLATION_QUEUE_URL"),
             account: r.queue_url("ACCOUNT_QUEUE_URL"),
+            billing: r.queue_url("BILLING_QUEUE_URL"),
             max_receive_count: r.bounded("QUEUE_MAX_RECEIVE_COUNT", 5u32, 1, 1000),
         };
         let vendors = VendorSettings {
@@ -164,6 +177,7 @@ impl Settings {
             signalwire: SignalWireSettings::read(&mut r),
             deepl: DeepLSettings::read(&mut r),
             openai: OpenAiSettings::read(&mut r),
+            stripe: StripeSettings::read(&mut r),
         };
         let transcription = TranscriptionSettings::read(&mut r);
         let translation = TranslationSettings::read(&mut r);
@@ -191,6 +205,7 @@ impl Settings {
             callback_secret,
             backend_url,
             public_base_url,
+            app_url,
             queues,
             vendors,
             transcription,
@@ -286,6 +301,29 @@ impl Settings {
             ConfigError::single(
                 "ACCOUNT_QUEUE_URL",
                 "this function sends account deletions or exports",
+            )
+        })
+    }
+
+    pub fn require_billing_queue(&self) -> Result<&str, ConfigError> {
+        self.queues.billing.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "BILLING_QUEUE_URL",
+                "this function sends or re-sends Stripe events to the billing worker",
+            )
+        })
+    }
+
+    pub fn require_stripe(&self) -> Result<&StripeSettings, ConfigError> {
+        self.vendors.stripe.require_api()
+    }
+
+    /// The web app's base URL, for the pages Stripe sends customers back to.
+    pub fn require_app_url(&self) -> Result<&str, ConfigError> {
+        self.app_url.as_deref().ok_or_else(|| {
+            ConfigError::single(
+                "APP_URL",
+                "this function sends customers to Stripe and needs the web app's URL to bring them back",
             )
         })
     }

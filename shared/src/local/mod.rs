@@ -88,6 +88,18 @@ pub const VENDORS: &[Vendor] = &[
         base_urls: &["OPENAI_BASE_URL"],
         fixed: &[],
     },
+    Vendor {
+        name: "Stripe",
+        key: "STRIPE_SECRET_KEY",
+        base_urls: &["STRIPE_BASE_URL"],
+        fixed: &[
+            // The sandbox signs its events with a fixed endpoint secret; the receiver gets it.
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                SandboxValue::Literal(crate::vendors::stripe::config::SANDBOX_WEBHOOK_SECRET),
+            ),
+        ],
+    },
 ];
 
 /// The key value the sandbox accepts for `vendor`.
@@ -95,6 +107,7 @@ fn sandbox_key(vendor: &Vendor) -> &'static str {
     match vendor.key {
         "TELNYX_API_KEY" => crate::vendors::telnyx::config::SANDBOX_API_KEY,
         "SIGNALWIRE_API_TOKEN" => crate::vendors::signalwire::config::SANDBOX_API_TOKEN,
+        "STRIPE_SECRET_KEY" => crate::vendors::stripe::config::SANDBOX_SECRET_KEY,
         _ => "sandbox",
     }
 }

@@ -12,6 +12,7 @@ use axum::Router;
 
 use crate::local::telephony::Simulator;
 use crate::vendors::signalwire::sandbox::SignalWireSandbox;
+use crate::vendors::stripe::sandbox::StripeSandbox;
 use crate::vendors::telnyx::sandbox::TelnyxSandbox;
 use crate::vendors::{assemblyai, deepl, elevenlabs, openai};
 
@@ -24,6 +25,17 @@ pub struct Running {
     pub signalwire: SignalWireSandbox,
     /// Plays calls against Parley once [`Simulator::attach`]ed to it.
     pub calls: Simulator,
+    /// Checkout and the portal; posts its events to Parley once [`Running::attach`]ed.
+    pub stripe: StripeSandbox,
+}
+
+impl Running {
+    /// Points everything that calls Parley back at `parley_base_url` (once the API is up): the
+    /// call simulator and Stripe's event deliveries.
+    pub fn attach(&self, parley_base_url: &str) {
+        self.calls.attach(parley_base_url);
+        self.stripe.attach(parley_base_url);
+    }
 }
 
 /// Serves on `addr` (port 0 picks one) and returns the base URL every vendor's `*_BASE_URL` can use.
@@ -35,6 +47,7 @@ pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Res
     let telnyx = TelnyxSandbox::new(&base_url);
     let signalwire = SignalWireSandbox::new(&base_url);
     let calls = Simulator::new(telnyx.clone(), signalwire.clone());
+    let stripe = StripeSandbox::new(&base_url);
     let app = Router::new()
         .merge(assemblyai::sandbox::routes(processing_delay))
         .merge(elevenlabs::sandbox::routes())
@@ -42,7 +55,8 @@ pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Res
         .merge(openai::sandbox::routes())
         .merge(telnyx.routes())
         .merge(signalwire.routes())
-        .merge(calls.routes());
+        .merge(calls.routes())
+        .merge(stripe.routes());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("sandbox stopped: {e}");
@@ -53,5 +67,6 @@ pub async fn start(addr: SocketAddr, processing_delay: Duration) -> std::io::Res
         telnyx,
         signalwire,
         calls,
+        stripe,
     })
 }

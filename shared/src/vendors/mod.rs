@@ -7,4 +7,5 @@ pub mod elevenlabs;
 pub mod openai;
 pub mod signalwire;
 pub mod signature_error;
+pub mod stripe;
 pub mod telnyx;

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod meter;
 pub mod plans;
 pub mod reconcile;
+pub mod stripe;
 
 pub use config::BillingSettings;
 pub use entitlement::{Entitlement, Period, SubscriptionStatus};

@@ -115,7 +115,8 @@ impl WebhookEvents {
     pub async fn load(&self, id: Uuid) -> Result<Option<StoredEvent>, Error> {
         let rows = db::fetch(
             &self.db,
-            "UPDATE webhook_events SET attempts = attempts + 1 WHERE id = $1
+            "UPDATE webhook_events SET attempts = attempts + 1
+              WHERE id = $1 AND vendor IN ('telnyx', 'signalwire')
              RETURNING id, vendor, event_id, event_type, body, content_type, call_hint, status,
                        attempts, COALESCE(occurred_at, received_at)",
             &[(&id, Type::UUID)],
@@ -173,14 +174,17 @@ impl WebhookEvents {
         Ok(())
     }
 
-    /// Sends what never reached the call worker: stored events no delivery has read, and
-    /// outbound calls still waiting for their dial. Returns how many messages were sent.
+    /// Sends what never reached the call worker: stored telephony events no delivery has read,
+    /// and outbound calls still waiting for their dial. Returns how many messages were sent.
+    /// (Stripe's events share the table and go to the billing queue:
+    /// `domain::billing::stripe::StripeOutbox::reconcile`.)
     pub async fn reconcile(&self, batch: i64) -> Result<u64, Error> {
         let older = OffsetDateTime::now_utc() - UNSENT_AFTER;
         let events = db::fetch(
             &self.db,
             "SELECT id FROM webhook_events
-              WHERE status = 'received' AND attempts = 0 AND received_at < $1
+              WHERE vendor IN ('telnyx', 'signalwire') AND status = 'received' AND attempts = 0
+                AND received_at < $1
               ORDER BY received_at LIMIT $2",
             &[(&older, Type::TIMESTAMPTZ), (&batch, Type::INT8)],
         )

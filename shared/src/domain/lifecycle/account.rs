@@ -16,11 +16,13 @@ use time::OffsetDateTime;
 use super::copies::{Kind, Settled, VendorCopies, VendorCopy};
 use super::{AccountJob, user_prefix};
 use crate::domain::Error;
+use crate::domain::billing::stripe::cancel_subscriptions;
 use crate::domain::ids::UserId;
 use crate::domain::jobs::Retry;
 use crate::platform::db::{self, DbError, DbPool, Type};
 use crate::platform::queue::JobQueue;
 use crate::platform::storage::Storage;
+use crate::vendors::stripe::client::Stripe;
 
 /// A table holding rows that belong to a user, and the column naming the owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +45,8 @@ impl OwnedTable {
 /// (e.g. the calls work's `webhook_events` by its owner column, `calls`, `translations`).
 pub const OWNED_TABLES: &[OwnedTable] = &[
     OwnedTable::new("data_exports", "owner_id"),
-    // Billing: reservations before the counters they hold, both after cancel_billing has run.
+    // Billing: reservations before the counters they hold, all after step 3 cancelled the
+    // user's subscriptions at Stripe.
     OwnedTable::new("usage_reservations", "user_id"),
     OwnedTable::new("usage_counters", "user_id"),
     OwnedTable::new("rate_limits", "user_id"),
@@ -95,14 +98,6 @@ pub const VENDOR_COPY_SOURCES: &[(Kind, &str)] = &[
     ),
 ];
 
-/// The billing hook: cancels the user's active Stripe subscription before their rows go.
-/// Billing does not exist yet, so there is nothing to cancel; when it lands, this calls Stripe
-/// (`DELETE /v1/subscriptions/{id}`) for the user's active subscription and fails the step (so
-/// the job retries) if Stripe cannot be reached. Invoices stay at Stripe (docs/data-lifecycle.md).
-async fn cancel_billing(_user: UserId) -> Result<u64, Retry> {
-    Ok(0)
-}
-
 const MARK_SENT: &str =
     "UPDATE account_deletions SET message_sent_at = now(), updated_at = now() WHERE user_id = $1";
 
@@ -150,6 +145,8 @@ pub struct AccountDeletions {
     queue: Option<JobQueue>,
     storage: Option<Storage>,
     copies: Option<VendorCopies>,
+    /// Cancels the user's Stripe subscriptions; `None` where no Stripe key is configured.
+    stripe: Option<Stripe>,
 }
 
 impl AccountDeletions {
@@ -160,6 +157,7 @@ impl AccountDeletions {
             queue: Some(queue),
             storage: None,
             copies: None,
+            stripe: None,
         }
     }
 
@@ -175,7 +173,15 @@ impl AccountDeletions {
             queue: Some(queue),
             storage: Some(storage),
             copies: Some(copies),
+            stripe: None,
         }
+    }
+
+    /// With the Stripe client that cancels subscriptions (the account worker's). Without one, a
+    /// user with a live subscription cannot be deleted: the job fails until a key is configured.
+    pub fn with_stripe(mut self, stripe: Option<Stripe>) -> AccountDeletions {
+        self.stripe = stripe;
+        self
     }
 
     /// For reading the status only (xtask).
@@ -185,6 +191,7 @@ impl AccountDeletions {
             queue: None,
             storage: None,
             copies: None,
+            stripe: None,
         }
     }
 
@@ -329,8 +336,10 @@ impl AccountDeletions {
             );
         }
         copies.record(user, &found).await?;
-        // 3. Billing, while the rows that name the subscription still exist.
-        let subscriptions = cancel_billing(user).await?;
+        // 3. Billing: every subscription that may still bill is cancelled at Stripe (DELETE
+        // /v1/subscriptions/{id}) while the rows that name it exist; invoices stay at Stripe.
+        let subscriptions =
+            cancel_subscriptions(&self.db, self.stripe.as_ref(), user, deadline_ms).await?;
         // 4. Every object under the user's prefix, including ones no row names.
         let keys = storage
             .list_keys(&user_prefix(user))
