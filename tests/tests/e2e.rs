@@ -621,6 +621,55 @@ async fn with_no_keys_a_sandbox_checkout_makes_a_free_user_pro() {
         "authjs.session-token={}",
         payer["session_token"].as_str().unwrap()
     );
+    // On the free plan (cut to 10 characters here) a longer speech request is refused before
+    // anything is queued: 402 naming the meter.
+    stack
+        .db
+        .client
+        .execute(
+            "UPDATE plans SET speech_characters = 10 WHERE name = 'free'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let speak = || async {
+        stack
+            .http
+            .post(stack.api.url("/api/tts"))
+            .header("cookie", &cookie)
+            .header("origin", "http://localhost:3000")
+            .json(&json!({"text": "Twenty characters!!!", "voice_id": "21m00Tcm4TlvDq8ikWAM"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let refused = speak().await;
+    assert_eq!(refused.status(), 402);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "tag:parley.dev,2026:problem:quota-exceeded"
+    );
+    assert_eq!(problem["meter"], "speech_characters");
+    assert_eq!(problem["remaining"], 10);
+    let billing = || async {
+        stack
+            .http
+            .get(stack.api.url("/api/billing"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = billing().await;
+    assert_eq!(
+        (before["plan"].as_str(), before["status"].as_str()),
+        (Some("free"), None)
+    );
+
     let checkout = stack
         .http
         .post(stack.api.url("/api/billing/checkout"))
@@ -711,6 +760,15 @@ async fn with_no_keys_a_sandbox_checkout_makes_a_free_user_pro() {
                 == 0
         })
         .await;
+
+    // Pro now: the plan and its allowance apply, and the same request succeeds.
+    let after = billing().await;
+    assert_eq!(after["plan"], "pro", "{after}");
+    assert_eq!(after["status"], "active");
+    assert_eq!(after["usage"]["speech_characters"]["limit"], 500000);
+    assert!(after["current_period_end"].is_string());
+    let accepted = speak().await;
+    assert_eq!(accepted.status(), 202, "{}", accepted.text().await.unwrap());
 
     // Now there is a customer to manage: the portal opens on the sandbox.
     let portal = stack

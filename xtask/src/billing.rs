@@ -114,3 +114,36 @@ pub async fn usage(args: &[String], database_url: &str) -> Result {
     }
     Ok(())
 }
+
+/// The plan `cargo xtask dev` sells through the Stripe sandbox when none named `pro` exists: ten
+/// times the free plan's allowances (storage 50 GiB), at a made-up price the sandbox accepts.
+pub async fn seed_sandbox_plan(database_url: &str) -> Result {
+    let pool = pool(database_url)?;
+    if plans::get(&pool, "pro")
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let free = plans::get(&pool, plans::FREE)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the free plan is missing; run the migrations")?;
+    let limits = Meter::ALL
+        .into_iter()
+        .map(|m| match m {
+            Meter::StorageBytes => (m, 50 * 1024 * 1024 * 1024),
+            _ => (m, free.limits.get(m) * 10),
+        })
+        .collect();
+    let change = plans::PlanChange {
+        stripe_price_id: Some("price_sandboxPro".to_owned()),
+        limits,
+    };
+    plans::set(&pool, "pro", &change)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("billing: created the `pro` plan (price_sandboxPro) for the Stripe sandbox");
+    Ok(())
+}

@@ -405,6 +405,10 @@ async fn serve(
         );
         local_env.extend(sandbox_env.into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
+    // With Stripe in the sandbox, a `pro` plan to buy (kept if you already made one).
+    if setting("STRIPE_SECRET_KEY").is_none() {
+        billing::seed_sandbox_plan(database_url).await?;
+    }
 
     let mut env: Vec<(String, String)> = dotenv.to_vec();
     env.extend(local_env);

@@ -7,6 +7,7 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod lifecycle;
+pub mod outbox;
 pub mod owned;
 pub mod paging;
 pub mod recordings;

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::calls::webhooks::{Receipt, UNSENT_AFTER};
 use crate::domain::ids::UserId;
 use crate::domain::jobs::Retry;
+use crate::domain::outbox::{Receipt, UNSENT_AFTER};
 use crate::domain::{Error, FieldError};
 use crate::platform::db::{self, DbPool, Type};
 use crate::platform::queue::{Delivery, JobQueue};

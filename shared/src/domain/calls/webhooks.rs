@@ -15,8 +15,7 @@ use crate::platform::queue::JobQueue;
 
 /// How long raw bodies are kept (issue: 30 days), then purged.
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-/// A row still unsent this long after it arrived is sent by the reconciler.
-pub const UNSENT_AFTER: Duration = Duration::from_secs(60);
+pub use crate::domain::outbox::{Receipt, UNSENT_AFTER};
 
 /// One verified request, about to be stored.
 #[derive(Debug, Clone)]
@@ -31,14 +30,6 @@ pub struct Incoming<'a> {
     pub content_type: &'a str,
     /// Our call id when the callback URL carried it.
     pub call_hint: Option<Uuid>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Receipt {
-    /// Stored now; `enqueued` is false when SQS refused (the reconciler sends it).
-    Stored { id: Uuid, enqueued: bool },
-    /// Seen before: acknowledged and ignored.
-    Duplicate,
 }
 
 /// A stored event, as the worker reads it.
