@@ -443,6 +443,30 @@ async fn deepl_translates_a_text_with_the_documented_request_and_mapped_codes() 
         .filter(|r| r.url.path() == "/v2/languages")
         .count();
     assert_eq!(listed, 2);
+    // DeepL's billed_characters settled each reservation: 12 + 12 + 7.
+    assert_eq!(c.db.usage(&token, "translation_characters").await, (31, 0));
+}
+
+#[tokio::test]
+async fn a_text_the_plan_cannot_cover_is_a_402_and_no_provider_is_called() {
+    let c = ctx(BOTH).await;
+    let (_, token) = c.db.session("quota@example.com", 3600).await;
+    c.db.client
+        .execute(
+            "UPDATE plans SET translation_characters = 5 WHERE name = 'free'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let a = c
+        .translate(&token, json!({"text": "Hello, world", "target_lang": "de"}))
+        .await;
+    a.assert_problem(402, "quota-exceeded");
+    assert_eq!(a.body["meter"], "translation_characters");
+    assert_eq!(a.body["remaining"], 5);
+    assert!(c.requests_to("/v2/translate").await.is_empty());
+    assert!(c.requests_to("/chat/completions").await.is_empty());
+    assert_eq!(c.db.usage(&token, "translation_characters").await, (0, 0));
 }
 
 #[tokio::test]
