@@ -273,15 +273,14 @@ impl Transcriptions {
         };
         let id = Uuid::now_v7();
         let secret = new_secret();
-        let client = db::client(&self.db).await?;
-        let audio = db::query(
-            &client,
+        // No connection is held across the reservation, which takes its own (a pool of two).
+        let audio = db::fetch(
+            &self.db,
             "SELECT content_type, coalesce(size_bytes, declared_size_bytes), duration_seconds
                FROM recordings WHERE id = $1 AND owner_id = $2 AND status = 'ready'",
             &[(&recording_id, Type::UUID), (&owner, Type::INT4)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         // Not ready (or not theirs): the insert below finds out which and says so, with nothing held.
         let hold = match audio.first() {
             Some(row) => {
@@ -300,6 +299,7 @@ impl Transcriptions {
             }
             None => None,
         };
+        let client = db::client(&self.db).await?;
         let rows = db::query(
             &client,
             &format!(

@@ -213,16 +213,15 @@ impl TranslationJobs {
             .as_ref()
             .ok_or_else(|| Error::Internal("built without the usage ledger".into()))?;
         let id = Uuid::now_v7();
-        let client = db::client(&self.db).await?;
-        // The transcript's characters are what the providers will bill (at most): held before queuing.
-        let source = db::query(
-            &client,
+        // The transcript's characters are what the providers will bill (at most): held before
+        // queuing, with no connection held across the reservation (it takes its own).
+        let source = db::fetch(
+            &self.db,
             "SELECT char_length(coalesce(text, '')) FROM transcriptions
               WHERE id = $1 AND owner_id = $2 AND status = 'completed'",
             &[(&transcription_id, Type::UUID), (&owner, Type::INT4)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         let hold = match source.first() {
             Some(row) => Some(
                 quota::reserve_characters(
@@ -236,6 +235,7 @@ impl TranslationJobs {
             ),
             None => None,
         };
+        let client = db::client(&self.db).await?;
         let rows = db::query(
             &client,
             &format!(
