@@ -659,3 +659,68 @@ async fn calls_start_only_with_minutes_left_and_commit_their_minutes_when_they_e
         .unwrap();
     assert_eq!(stack.db.usage(&token, "call_minutes").await, (2, 30));
 }
+
+/// `cargo xtask plan set` and `cargo xtask usage`, run as the real binary against a test database.
+#[tokio::test]
+async fn the_plan_and_usage_commands_change_plans_without_a_deploy() {
+    let db = parley_tests::TestDb::create().await;
+    let xtask = parley_tests::workspace_root().join("target/debug/xtask");
+    assert!(
+        xtask.exists(),
+        "build the workspace's binaries first (cargo xtask test does)"
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&xtask)
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "plan",
+        "set",
+        "pro",
+        "--price",
+        "price_cli1",
+        "--call-minutes",
+        "500",
+    ]);
+    assert!(ok, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["stripe_price_id"], "price_cli1");
+    assert_eq!(plan["limits"]["call_minutes"], 500);
+    assert_eq!(
+        plan["limits"]["speech_characters"], 10000,
+        "from the free plan"
+    );
+    let (ok, out, _) = run(&["plan", "set", "pro", "--storage-bytes", "5"]);
+    assert!(ok);
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            plan["limits"]["call_minutes"].as_i64(),
+            plan["limits"]["storage_bytes"].as_i64()
+        ),
+        (Some(500), Some(5)),
+        "flags not given keep their value"
+    );
+    let (ok, _, err) = run(&["plan", "set", "team"]);
+    assert!(!ok && err.contains("price"), "{err}");
+    let (ok, _, err) = run(&["plan", "set", "pro", "--minutes", "5"]);
+    assert!(!ok && err.contains("--minutes"), "{err}");
+
+    db.session("cli@example.com", 3600).await;
+    let (ok, out, err) = run(&["usage", "cli@example.com"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("plan free"), "{out}");
+    for meter in Meter::ALL {
+        assert!(out.contains(meter.as_str()), "{out}");
+    }
+    let (ok, _, err) = run(&["usage", "nobody@example.com"]);
+    assert!(!ok && err.contains("no user"), "{err}");
+}

@@ -54,6 +54,10 @@ pub fn parse_header(value: &[u8]) -> Result<SignedHeader, SignatureError> {
     if value.len() > MAX_HEADER_BYTES {
         return Err(malformed("longer than any header Stripe sends"));
     }
+    // An empty header carries no credentials at all: the same 401 as no header.
+    if value.trim_ascii().is_empty() {
+        return Err(SignatureError::MissingHeader(SIGNATURE_HEADER));
+    }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for item in value.split(|b| *b == b',') {
@@ -204,6 +208,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_header_is_no_credentials_a_401_not_a_malformed_400() {
+        for empty in [&b""[..], b"   "] {
+            let e = parse_header(empty).unwrap_err();
+            assert_eq!(e, SignatureError::MissingHeader(SIGNATURE_HEADER));
+            assert_eq!(e.status(), http::StatusCode::UNAUTHORIZED);
+        }
+        assert!(parse_header(b"junk").unwrap_err().is_malformed());
+    }
+
+    #[test]
     fn independently_computed_signatures_verify_and_are_reproduced() {
         assert_eq!(signature(SECRET, TS, BODY.as_bytes()), SIGNATURE);
         assert_eq!(signature(ROTATED, TS, BODY.as_bytes()), ROTATED_SIGNATURE);
@@ -326,7 +340,6 @@ mod tests {
     #[test]
     fn malformed_missing_and_misconfigured_are_told_apart() {
         for bad in [
-            "",
             "garbage",
             "v1=abc",
             "t=,v1=abc",
