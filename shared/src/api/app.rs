@@ -492,7 +492,11 @@ impl App {
             Cors::new(settings.cors_origins.clone()),
             settings.max_body_bytes,
         );
-        let sessions = Sessions::new(db.clone(), settings.session);
+        let sessions = Sessions::new(
+            db.clone(),
+            settings.session,
+            settings.rate_limits.for_function(function),
+        );
         let idempotency = Idempotency::new(db.clone(), idempotency::DEFAULT_TTL);
         App {
             settings,

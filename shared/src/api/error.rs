@@ -40,6 +40,10 @@ pub enum ApiError {
     /// A webhook whose shared secret or signature is missing or wrong.
     #[error("the callback's credentials are missing or wrong")]
     BadCallbackCredentials,
+    /// The user is over the function's rate limit (`api::ratelimit`); carries the figures the
+    /// `Retry-After`, `RateLimit` and `RateLimit-Policy` fields report.
+    #[error("too many {} requests; retry in {} s", .0.policy.class, .0.retry_after_secs.unwrap_or(1))]
+    RateLimited(crate::api::ratelimit::RateStatus),
     /// A vendor refused a request for a reason that retrying will not fix.
     #[error("{0}")]
     BadGateway(String),
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadCallbackCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,6 +118,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Validation(_) => "validation-failed",
             ApiError::BadCallbackCredentials => "invalid-callback-credentials",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::BadGateway(_) => "vendor-error",
             ApiError::Unavailable(_) => "service-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -131,6 +137,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Validation(_) => "Validation failed",
             ApiError::BadCallbackCredentials => "Invalid callback credentials",
+            ApiError::RateLimited(_) => "Too many requests",
             ApiError::BadGateway(_) => "Vendor error",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal error",
@@ -190,6 +197,9 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if let ApiError::RateLimited(status) = self {
+            status.apply(response.headers_mut());
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response
