@@ -14,9 +14,7 @@ use shared::App;
 use shared::api::ApiError;
 use shared::api::auth::RESOLVE_SQL;
 use shared::api::pipeline::READ_ONLY_FUNCTIONS;
-use shared::api::ratelimit::{
-    PAID_FUNCTIONS, RateClass, TOKEN_FUNCTIONS, WRITE_FUNCTIONS, class_of,
-};
+use shared::api::ratelimit::{PAID_FUNCTIONS, RateClass, TOKEN_FUNCTIONS, WRITE_FUNCTIONS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn app(db: &TestDb, function: &'static str, env: &[(&str, &str)]) -> App {
@@ -59,6 +57,10 @@ fn headers_for(token: &str) -> lambda_http::http::HeaderMap {
 }
 
 // ------------------------------------------------------------------ classes
+
+fn class_of(function: &str) -> RateClass {
+    shared::api::ratelimit::class_of(function, READ_ONLY_FUNCTIONS)
+}
 
 #[test]
 fn every_function_that_authenticates_is_in_exactly_one_class_list() {

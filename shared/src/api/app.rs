@@ -495,7 +495,9 @@ impl App {
         let sessions = Sessions::new(
             db.clone(),
             settings.session,
-            settings.rate_limits.for_function(function),
+            settings
+                .rate_limits
+                .for_function(function, crate::api::pipeline::READ_ONLY_FUNCTIONS),
         );
         let idempotency = Idempotency::new(db.clone(), idempotency::DEFAULT_TTL);
         App {

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::api::pipeline::READ_ONLY_FUNCTIONS;
 use crate::platform::settings::Reader;
 
 /// The class of route a function belongs to; each class has its own bucket per user.
@@ -26,7 +25,7 @@ pub enum RateClass {
     Token,
     /// Changes state without paying a vendor.
     Write,
-    /// Only reads (the functions in [`READ_ONLY_FUNCTIONS`]).
+    /// Only reads (the functions in `api::pipeline::READ_ONLY_FUNCTIONS`).
     Read,
 }
 
@@ -102,14 +101,15 @@ pub const WRITE_FUNCTIONS: &[&str] = &[
     "tts-delete",
 ];
 
-/// The class of `function`: paid, token, read for [`READ_ONLY_FUNCTIONS`], and `write` for every
-/// other name, so the mapping is total and a new function is never unlimited.
-pub fn class_of(function: &str) -> RateClass {
+/// The class of `function`: paid, token, read when it is in `read_only` (the pipeline's
+/// `READ_ONLY_FUNCTIONS`, passed in so this module depends on nothing above it), and `write` for
+/// every other name, so the mapping is total and a new function is never unlimited.
+pub fn class_of(function: &str, read_only: &[&str]) -> RateClass {
     if PAID_FUNCTIONS.contains(&function) {
         RateClass::Paid
     } else if TOKEN_FUNCTIONS.contains(&function) {
         RateClass::Token
-    } else if READ_ONLY_FUNCTIONS.contains(&function) {
+    } else if read_only.contains(&function) {
         RateClass::Read
     } else {
         RateClass::Write
@@ -275,8 +275,8 @@ impl RateLimitSettings {
     }
 
     /// The policy that limits `function` (see [`class_of`]).
-    pub fn for_function(&self, function: &str) -> RatePolicy {
-        self.for_class(class_of(function))
+    pub fn for_function(&self, function: &str, read_only: &[&str]) -> RatePolicy {
+        self.for_class(class_of(function, read_only))
     }
 }
 
@@ -380,11 +380,12 @@ mod tests {
 
     #[test]
     fn classes_come_from_the_function_name_and_default_to_write() {
-        assert_eq!(class_of("tts-create"), RateClass::Paid);
-        assert_eq!(class_of("realtime-token"), RateClass::Token);
-        assert_eq!(class_of("me"), RateClass::Read);
-        assert_eq!(class_of("recordings-delete"), RateClass::Write);
-        assert_eq!(class_of("a-function-added-later"), RateClass::Write);
+        let reads = &["me"];
+        assert_eq!(class_of("tts-create", reads), RateClass::Paid);
+        assert_eq!(class_of("realtime-token", reads), RateClass::Token);
+        assert_eq!(class_of("me", reads), RateClass::Read);
+        assert_eq!(class_of("recordings-delete", reads), RateClass::Write);
+        assert_eq!(class_of("a-function-added-later", reads), RateClass::Write);
     }
 
     #[test]
