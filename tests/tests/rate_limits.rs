@@ -427,7 +427,6 @@ fn the_session_statement_is_one_statement() {
     assert!(sql.starts_with("WITH found AS"));
     // The rate limit rides in it: the bucket is read, charged and reported in the same text.
     for part in [
-        "held AS",
         "charged AS",
         "INSERT INTO rate_limits",
         "FOR UPDATE",

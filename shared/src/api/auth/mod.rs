@@ -236,9 +236,11 @@ pub struct Sessions {
 /// Rate limit (GCRA, `api::ratelimit`), only for a live session's user: `$4` the class, `$5` the
 /// emission interval T and `$6` the tolerance τ in microseconds. `charged` inserts or advances the
 /// bucket only when `max(tat, now) − now ≤ τ` (ON CONFLICT locks the row and judges its latest
-/// version, so concurrent requests are serialised); a refusal writes no new `tat`. `held` reads
-/// the bucket under the same lock so a refusal can say how long to wait. `now()` is one instant
-/// for the whole statement. Every function shares this text, so each connection prepares it once.
+/// version, so concurrent requests are serialised); a refusal writes no new `tat`. Only for a
+/// refusal (COALESCE evaluates lazily) does the sub-select read the bucket, `FOR UPDATE` so it
+/// sees the latest version rather than the statement's snapshot, to say how long to wait. `now()`
+/// is one instant for the whole statement. Every function shares this text, so each connection
+/// prepares it once.
 pub const RESOLVE_SQL: &str = r#"
 WITH found AS (
     SELECT id, "userId", expires FROM sessions WHERE "sessionToken" = $1
@@ -252,11 +254,6 @@ WITH found AS (
           AND expires - make_interval(secs => $2) + make_interval(secs => $3) <= now()
     )
     RETURNING id, expires
-), held AS (
-    SELECT l.tat FROM rate_limits l
-    JOIN found f ON l.user_id = f."userId"
-    WHERE f.expires >= now() AND l.class = $4
-    FOR UPDATE OF l
 ), charged AS (
     INSERT INTO rate_limits AS l (user_id, class, tat)
     SELECT "userId", $4, now() + $5 * interval '1 microsecond' FROM found WHERE expires >= now()
@@ -268,12 +265,15 @@ WITH found AS (
 SELECT u.id, u.name, u.email, u.image, u."emailVerified",
        COALESCE(r.expires, f.expires) AS expires, r.id IS NOT NULL AS refreshed,
        c.tat IS NOT NULL AS allowed,
-       (extract(epoch FROM COALESCE(c.tat, h.tat) - now()) * 1000000)::int8 AS ahead_us
+       (extract(epoch FROM COALESCE(c.tat, (
+           SELECT l.tat FROM rate_limits l
+           WHERE l.user_id = f."userId" AND l.class = $4
+           FOR UPDATE
+       )) - now()) * 1000000)::int8 AS ahead_us
 FROM found f
 JOIN users u ON u.id = f."userId"
 LEFT JOIN refreshed r ON r.id = f.id
 LEFT JOIN charged c ON true
-LEFT JOIN held h ON true
 WHERE f.expires >= now()
 "#;
 
