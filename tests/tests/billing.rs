@@ -183,7 +183,13 @@ async fn speech_over_the_allowance_is_a_402_with_nothing_stored_queued_or_sent()
 
 #[tokio::test]
 async fn fifty_parallel_creates_at_the_boundary_never_overspend() {
-    let c = ctx(&[(Meter::SpeechCharacters, 100)], &[]).await;
+    // Rate limits would refuse a script's burst first (tests/tests/rate_limits.rs); here the
+    // quota is what is under test.
+    let c = ctx(
+        &[(Meter::SpeechCharacters, 100)],
+        &[("RATE_LIMIT_PAID", "1000/1m"), ("DB_POOL_MAX_SIZE", "8")],
+    )
+    .await;
     let (_, token) = c.stack.db.session("burst@example.com", 3600).await;
     let answers = futures::future::join_all((0..50).map(|_| c.speak(&token, "four"))).await;
     let accepted = answers.iter().filter(|a| a.status == 202).count();

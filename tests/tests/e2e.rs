@@ -421,6 +421,10 @@ impl LocalStack {
                 ("BACKEND_URL", format!("http://127.0.0.1:{port}")),
                 // Vendors sign the URL they call: the local API Gateway's, over plain http.
                 ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}")),
+                // The pumps poll a resource ten times a second until the pipeline settles: read
+                // limits a script could not reach, so a wait never drains the bucket an assertion
+                // after it needs (the limits themselves: tests/tests/rate_limits.rs).
+                ("RATE_LIMIT_READ", "1000000/1s".to_owned()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );

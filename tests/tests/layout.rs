@@ -232,9 +232,83 @@ async fn cors_configuration_is_the_rule_the_functions_apply() {
         cors.allow_credentials,
         header("access-control-allow-credentials").as_deref() == Some("true")
     );
-    // Nothing is exposed beyond the CORS-safelisted response headers, on either side.
-    assert!(cors.expose_headers.is_empty());
-    assert_eq!(header("access-control-expose-headers"), None);
+    // Exposed beyond the CORS-safelisted response headers: the rate-limit fields, on both sides
+    // (API Gateway's rule wins on a deployed stage, shared's applies locally and in tests).
+    let answer = http
+        .serve(
+            Event::new("GET", "/api/me")
+                .header("origin", "https://app.example.com")
+                .request(),
+            |_| async { Ok(shared::api::no_content()) },
+        )
+        .await
+        .unwrap();
+    let exposed = answer
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(cors.expose_headers, items(exposed.as_deref()));
+    assert_eq!(
+        cors.expose_headers,
+        ["ratelimit", "ratelimit-policy", "retry-after"]
+    );
+}
+
+/// Functions fed by a queue, and the webhook receivers: what ReservedConcurrency=on reserves for.
+const RECEIVERS: &[&str] = &[
+    "assemblyai-webhook",
+    "signalwire-recording",
+    "signalwire-status",
+    "signalwire-voice",
+    "telnyx-webhook",
+];
+
+#[test]
+fn reserved_concurrency_is_opt_in_and_above_each_queues_maximum_concurrency() {
+    let load = |parameters: &[(&str, &str)]| {
+        let mut given =
+            BTreeMap::from([("CorsOrigins".to_owned(), "http://localhost:3000".to_owned())]);
+        given.extend(
+            parameters
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Template::load(&workspace_root().join("template.yaml"), &given).unwrap()
+    };
+    // Off by default: a new account (quota 10) could not deploy a reservation.
+    assert!(load(&[]).reserved_concurrency.is_empty());
+    for parameters in [
+        vec![("ReservedConcurrency", "on")],
+        vec![
+            ("ReservedConcurrency", "on"),
+            ("TranscriptionConcurrency", "1000"),
+            ("ElevenLabsConcurrency", "2"),
+            ("TranslationConcurrency", "17"),
+            ("CallConcurrency", "3"),
+            ("ReceiverReservedConcurrency", "4"),
+        ],
+    ] {
+        let t = load(&parameters);
+        let mut expected: BTreeSet<&str> = RECEIVERS.iter().copied().collect();
+        for queue in &t.queues {
+            expected.insert(&queue.function);
+            let max = queue.max_concurrency.unwrap_or_else(|| {
+                panic!("{}: a queue without MaximumConcurrency", queue.function)
+            });
+            let reserved = t.reserved_concurrency[&queue.function];
+            assert_eq!(reserved, max + 1, "{} {parameters:?}", queue.function);
+        }
+        let receiver = parameters
+            .iter()
+            .find(|(k, _)| *k == "ReceiverReservedConcurrency")
+            .map_or(10, |(_, v)| v.parse().unwrap());
+        for name in RECEIVERS {
+            assert_eq!(t.reserved_concurrency[*name], receiver, "{name}");
+        }
+        let reserved: BTreeSet<&str> = t.reserved_concurrency.keys().map(String::as_str).collect();
+        assert_eq!(reserved, expected, "only the workers and the receivers");
+    }
 }
 
 /// Workspace members with a `src/main.rs` that are tools, not functions: never in template.yaml.

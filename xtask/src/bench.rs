@@ -477,6 +477,14 @@ fn database_floor(
             .arg(format!("max_age={}", workload::SESSION_MAX_AGE_SECS))
             .arg("-D")
             .arg(format!("update_age={}", workload::SESSION_UPDATE_AGE_SECS))
+            // The rate-limit bucket of `me`'s class, under the bench's limit (always allowed, so
+            // every transaction writes the bucket, as a warm request does).
+            .arg("-D")
+            .arg("class=read")
+            .arg("-D")
+            .arg(format!("interval_us={}", workload::RATE_INTERVAL_US))
+            .arg("-D")
+            .arg(format!("tolerance_us={}", workload::RATE_TOLERANCE_US))
             .arg("-f")
             .arg(&script)
             .arg(config.get_dbname().unwrap_or("postgres"))
@@ -538,6 +546,9 @@ fn pgbench_script(sql: &str) -> String {
         sql.replace("$1", ":token")
             .replace("$2", ":max_age")
             .replace("$3", ":update_age")
+            .replace("$4", ":class")
+            .replace("$5", ":interval_us")
+            .replace("$6", ":tolerance_us")
     )
 }
 
@@ -658,6 +669,7 @@ mod tests {
         assert!(sql.contains("\"sessionToken\" = $1"), "{sql}");
         let script = pgbench_script(&sql);
         assert!(script.contains(":token") && script.contains(":update_age"));
+        assert!(script.contains(":class") && script.contains(":tolerance_us"));
         assert!(!script.contains('$') && script.ends_with(";\n"));
     }
 }

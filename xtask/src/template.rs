@@ -74,6 +74,8 @@ pub struct Template {
     pub cors: Option<CorsConfiguration>,
     /// Each function's `Timeout` (its own, else the global one).
     pub timeouts: BTreeMap<String, Duration>,
+    /// `ReservedConcurrentExecutions` of the functions that set one under these parameters.
+    pub reserved_concurrency: BTreeMap<String, u32>,
 }
 
 impl Template {
@@ -99,6 +101,7 @@ impl Template {
             schedules: Vec::new(),
             cors: None,
             timeouts: BTreeMap::new(),
+            reserved_concurrency: BTreeMap::new(),
         };
         for (id, resource) in resources {
             let id = id.as_str().unwrap_or_default();
@@ -270,6 +273,28 @@ impl<'a> Scope<'a> {
                         };
                         Ok(self.list(list)?.join(&self.string(delimiter)?))
                     }
+                    Some("Fn::Select") => {
+                        let args = arg.as_sequence().ok_or("Fn::Select takes [index, list]")?;
+                        let [index, list] = args.as_slice() else {
+                            return Err("Fn::Select takes [index, list]".to_owned());
+                        };
+                        let index = self.number(index)? as usize;
+                        self.list(list)?
+                            .get(index)
+                            .cloned()
+                            .ok_or_else(|| format!("Fn::Select: no element {index}"))
+                    }
+                    Some("Fn::FindInMap") => {
+                        let args = arg
+                            .as_sequence()
+                            .ok_or("Fn::FindInMap takes [map, key, key]")?;
+                        let [map, top, second] = args.as_slice() else {
+                            return Err("Fn::FindInMap takes [map, key, key]".to_owned());
+                        };
+                        let value = &self.doc["Mappings"][self.string(map)?.as_str()]
+                            [self.string(top)?.as_str()][self.string(second)?.as_str()];
+                        self.string(value)
+                    }
                     _ => Err(format!("cannot evaluate {key:?} here")),
                 }
             }
@@ -344,6 +369,14 @@ impl<'a> Scope<'a> {
         template
             .timeouts
             .insert(function.clone(), Duration::from_secs(timeout));
+        if let Some(reserved) = self.choose(&properties["ReservedConcurrentExecutions"])? {
+            let reserved = self
+                .number(reserved)
+                .map_err(|e| format!("ReservedConcurrentExecutions: {e}"))?;
+            template
+                .reserved_concurrency
+                .insert(function.clone(), reserved as u32);
+        }
         let Some(events) = properties["Events"].as_mapping() else {
             return Ok(());
         };
@@ -454,8 +487,16 @@ Parameters:
   Concurrency:
     Type: Number
     Default: 3
+  Reserve:
+    Type: String
+    Default: "off"
 Conditions:
   HasOrigins: !Not [!Equals [!Ref Origins, ""]]
+  Reserving: !Equals [!Ref Reserve, "on"]
+Mappings:
+  Reservation:
+    Above:
+      List: "1,2,3,4,5"
 Globals:
   Function:
     Timeout: 10
@@ -493,6 +534,10 @@ Resources:
         Binary: worker
     Properties:
       Timeout: 60
+      ReservedConcurrentExecutions: !If
+        - Reserving
+        - !Select [!Ref Concurrency, !Split [",", !FindInMap [Reservation, Above, List]]]
+        - !Ref AWS::NoValue
       Events:
         Jobs:
           Type: SQS
@@ -548,6 +593,23 @@ Resources:
         assert_eq!(cors.max_age, Some(600));
         assert_eq!(t.timeout("worker"), Some(Duration::from_secs(60)));
         assert_eq!(t.timeout("thing-get"), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn reserved_concurrency_is_read_through_if_select_split_and_find_in_map() {
+        let mut params = BTreeMap::from([("Origins".to_owned(), String::new())]);
+        assert!(
+            Template::parse(SAMPLE, &params)
+                .unwrap()
+                .reserved_concurrency
+                .is_empty()
+        );
+        params.insert("Reserve".to_owned(), "on".to_owned());
+        let t = Template::parse(SAMPLE, &params).unwrap();
+        assert_eq!(t.reserved_concurrency["worker"], 4);
+        params.insert("Concurrency".to_owned(), "9".to_owned());
+        let err = Template::parse(SAMPLE, &params).unwrap_err();
+        assert!(err.contains("no element 9"), "{err}");
     }
 
     #[test]

@@ -603,7 +603,13 @@ impl App {
             Cors::new(settings.cors_origins.clone()),
             settings.max_body_bytes,
         );
-        let sessions = Sessions::new(db.clone(), settings.session);
+        let sessions = Sessions::new(
+            db.clone(),
+            settings.session,
+            settings
+                .rate_limits
+                .for_function(function, crate::api::pipeline::READ_ONLY_FUNCTIONS),
+        );
         let idempotency = Idempotency::new(db.clone(), idempotency::DEFAULT_TTL);
         let ledger = Ledger::new(db.clone(), settings.billing.clone());
         App {

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// A webhook whose shared secret or signature is missing or wrong.
     #[error("the callback's credentials are missing or wrong")]
     BadCallbackCredentials,
+    /// The user is over the function's rate limit (`api::ratelimit`); carries the figures the
+    /// `Retry-After`, `RateLimit` and `RateLimit-Policy` fields report.
+    #[error("too many {} requests; retry in {} s", .0.policy.class, .0.retry_after_secs.unwrap_or(1))]
+    RateLimited(crate::api::ratelimit::RateStatus),
     /// A vendor refused a request for a reason that retrying will not fix.
     #[error("{0}")]
     BadGateway(String),
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadCallbackCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::QuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
@@ -124,6 +129,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Validation(_) => "validation-failed",
             ApiError::BadCallbackCredentials => "invalid-callback-credentials",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::BadGateway(_) => "vendor-error",
             ApiError::Unavailable(_) => "service-unavailable",
             ApiError::QuotaExceeded(_) => "quota-exceeded",
@@ -144,6 +150,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Validation(_) => "Validation failed",
             ApiError::BadCallbackCredentials => "Invalid callback credentials",
+            ApiError::RateLimited(_) => "Too many requests",
             ApiError::BadGateway(_) => "Vendor error",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::QuotaExceeded(_) => "Quota exceeded",
@@ -230,6 +237,9 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, seconds_until_utc_midnight());
+        }
+        if let ApiError::RateLimited(status) = self {
+            status.apply(response.headers_mut());
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod settings;
 pub mod webhook;
 

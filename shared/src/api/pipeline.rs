@@ -41,6 +41,9 @@ pub struct Cors {
 
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key";
+/// Response fields a browser script may read beyond the CORS-safelisted ones: the rate-limit
+/// fields and `Retry-After` (docs/rate-limits.md). template.yaml's `ExposeHeaders` is the same.
+const EXPOSED_HEADERS: &str = "ratelimit, ratelimit-policy, retry-after";
 
 impl Cors {
     pub fn new(origins: Vec<String>) -> Self {
@@ -141,7 +144,7 @@ impl Http {
         let origin = self.cors.allowed_origin(req.headers()).map(str::to_owned);
 
         // Boxed: the handler's future is large, and this keeps `serve`'s own future small.
-        let (outcome, user) = auth::with_request_user(Box::pin(async {
+        let (outcome, auth) = auth::with_request_user(Box::pin(async {
             if method == Method::OPTIONS {
                 self.preflight(&req, origin.as_deref())
             } else {
@@ -153,12 +156,17 @@ impl Http {
         }))
         .await;
         let mut response = outcome.unwrap_or_else(|e| e.to_response(&request_id));
+        // Every authenticated answer (2xx, 4xx or the 429 itself) reports the user's standing.
+        if let Some(rate) = auth.rate {
+            rate.apply(response.headers_mut());
+        }
         apply_headers(response.headers_mut(), origin.as_deref());
 
         tracing::info!(
             request_id,
             apigw_request_id,
-            user_id = user.map(|u| u.get()),
+            user_id = auth.user.map(|u| u.get()),
+            rate_limited = auth.rate.is_some_and(|r| !r.allowed),
             function = self.function,
             cold_start,
             method = %method,
@@ -268,6 +276,10 @@ fn apply_headers(headers: &mut HeaderMap, origin: Option<&str>) {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
         );
     }
 }

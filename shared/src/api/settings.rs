@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::api::ratelimit::RateLimitSettings;
 use crate::domain::billing::BillingSettings;
 use crate::domain::lifecycle::config::LifecycleSettings;
 use crate::domain::transcriptions::config::TranscriptionSettings;
@@ -30,6 +31,8 @@ pub struct Settings {
     /// Exact origins (scheme://host[:port]) allowed to call the API with credentials.
     pub cors_origins: Vec<String>,
     pub session: SessionSettings,
+    /// Per-user rate limits per class of route (`RATE_LIMIT_*`).
+    pub rate_limits: RateLimitSettings,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// R2 access; `None` when no `R2_*` variable is set (functions that need it refuse to start).
@@ -144,6 +147,7 @@ impl Settings {
                 format!("must not exceed SESSION_MAX_AGE_SECONDS ({max_age}); got {update_age}"),
             );
         }
+        let rate_limits = RateLimitSettings::read(&mut r);
         // API Gateway's payload cap is 10 MB and Lambda's 6 MB; JSON bodies are far smaller.
         let max_body_bytes = r.bounded("MAX_BODY_BYTES", 1024 * 1024usize, 1024, 6 * 1024 * 1024);
         let storage = StorageSettings::read(&mut r);
@@ -198,6 +202,7 @@ impl Settings {
                 update_age: Duration::from_secs(update_age),
                 secure_cookies_only: stage.is_deployed(),
             },
+            rate_limits,
             max_body_bytes,
             storage,
             recording_max_bytes,

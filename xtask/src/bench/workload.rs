@@ -39,6 +39,13 @@ const AUTH_SECRET: &str = "parley-bench-auth-secret-0123456789abcdef";
 pub const SESSION_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
 pub const SESSION_UPDATE_AGE_SECS: i64 = 24 * 3600;
 
+/// The rate limit every measured function runs under: one session makes thousands of requests, and
+/// the bench times the allowed path (the bucket written on every request), never a 429.
+const RATE_LIMIT: &str = "1000000/1s";
+/// `RATE_LIMIT`'s emission interval and tolerance in microseconds, for pgbench's statement.
+pub const RATE_INTERVAL_US: i64 = 1;
+pub const RATE_TOLERANCE_US: i64 = 999_999;
+
 /// One measured binary and the request it answers.
 pub struct Target {
     pub name: &'static str,
@@ -407,6 +414,10 @@ pub fn function_env(name: &str, database_url: &str, sqs: Option<&Sqs>) -> Vec<(S
         ("DATABASE_URL", database_url),
         ("AUTH_SECRET", AUTH_SECRET),
         ("CORS_ORIGINS", "http://localhost:3000"),
+        ("RATE_LIMIT_PAID", RATE_LIMIT),
+        ("RATE_LIMIT_TOKEN", RATE_LIMIT),
+        ("RATE_LIMIT_WRITE", RATE_LIMIT),
+        ("RATE_LIMIT_READ", RATE_LIMIT),
         ("R2_ENDPOINT", closed),
         ("R2_BUCKET_NAME", "parley-bench"),
         ("R2_ACCESS_KEY_ID", "parley-bench"),

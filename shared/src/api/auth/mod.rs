@@ -2,7 +2,8 @@
 //! writes through `@auth/pg-adapter`.
 //!
 //! One statement on every path: it reads the session and its user, deletes the row if it has
-//! expired, and slides the expiry forward by Auth.js's rule. The token is never logged.
+//! expired, slides the expiry forward by Auth.js's rule, and checks and advances the user's rate
+//! limit for the function's class (`api::ratelimit`). The token is never logged.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::api::ApiError;
+use crate::api::ratelimit::{RatePolicy, RateStatus};
 use crate::api::settings::SessionSettings;
 use crate::domain::UserId;
 use crate::platform::db::{self, DbPool, Type};
@@ -39,15 +41,24 @@ impl CookiePolicy {
     }
 }
 
-tokio::task_local! {
-    /// The user a request authenticated as, for its log line (see `Http::serve`).
-    static REQUEST_USER: std::cell::Cell<Option<UserId>>;
+/// What authentication learnt about a request, for its log line and its rate-limit fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestAuth {
+    pub user: Option<UserId>,
+    /// The user's standing against the function's rate limit (allowed or not).
+    pub rate: Option<RateStatus>,
 }
 
-/// Runs `fut` with a slot that [`Sessions::authenticate`] fills; returns its output and the user.
-pub async fn with_request_user<F: std::future::Future>(fut: F) -> (F::Output, Option<UserId>) {
+tokio::task_local! {
+    /// Filled by [`Sessions::authenticate`] for `Http::serve`.
+    static REQUEST_USER: std::cell::Cell<RequestAuth>;
+}
+
+/// Runs `fut` with a slot that [`Sessions::authenticate`] fills; returns its output and what it
+/// learnt (the user, and the rate-limit standing the response's fields report).
+pub async fn with_request_user<F: std::future::Future>(fut: F) -> (F::Output, RequestAuth) {
     REQUEST_USER
-        .scope(std::cell::Cell::new(None), async {
+        .scope(std::cell::Cell::new(RequestAuth::default()), async {
             let out = fut.await;
             (out, REQUEST_USER.with(|u| u.get()))
         })
@@ -161,6 +172,8 @@ pub struct Session {
     pub source: TokenSource,
     /// True when this request slid the expiry forward; the cookie is then re-set with it.
     pub refreshed: bool,
+    /// The rate-limit standing this request was admitted with.
+    pub rate: RateStatus,
     /// A deployed stage: a re-set cookie is always `Secure`, whatever its name.
     secure_only: bool,
     token: SessionToken,
@@ -211,11 +224,24 @@ pub fn clearing_cookie(name: &str) -> HeaderValue {
 pub struct Sessions {
     pool: DbPool,
     settings: SessionSettings,
+    /// The rate limit of the function these sessions are read by.
+    limit: RatePolicy,
 }
 
-// Auth.js: expired when `expires < now` (then deleted); refreshed when
-// `expires - maxAge + updateAge <= now` (then `expires = now + maxAge`).
-const RESOLVE_SQL: &str = r#"
+/// The session statement: one round trip per authenticated request.
+///
+/// Auth.js: expired when `expires < now` (then deleted); refreshed when
+/// `expires - maxAge + updateAge <= now` (then `expires = now + maxAge`).
+///
+/// Rate limit (GCRA, `api::ratelimit`), only for a live session's user: `$4` the class, `$5` the
+/// emission interval T and `$6` the tolerance τ in microseconds. `charged` inserts or advances the
+/// bucket only when `max(tat, now) − now ≤ τ` (ON CONFLICT locks the row and judges its latest
+/// version, so concurrent requests are serialised); a refusal writes no new `tat`. Only for a
+/// refusal (COALESCE evaluates lazily) does the sub-select read the bucket, `FOR UPDATE` so it
+/// sees the latest version rather than the statement's snapshot, to say how long to wait. `now()`
+/// is one instant for the whole statement. Every function shares this text, so each connection
+/// prepares it once.
+pub const RESOLVE_SQL: &str = r#"
 WITH found AS (
     SELECT id, "userId", expires FROM sessions WHERE "sessionToken" = $1
 ), expired AS (
@@ -228,18 +254,42 @@ WITH found AS (
           AND expires - make_interval(secs => $2) + make_interval(secs => $3) <= now()
     )
     RETURNING id, expires
+), charged AS (
+    INSERT INTO rate_limits AS l (user_id, class, tat)
+    SELECT "userId", $4, now() + $5 * interval '1 microsecond' FROM found WHERE expires >= now()
+    ON CONFLICT (user_id, class) DO UPDATE
+        SET tat = greatest(l.tat, now()) + $5 * interval '1 microsecond'
+        WHERE greatest(l.tat, now()) - now() <= $6 * interval '1 microsecond'
+    RETURNING tat
 )
 SELECT u.id, u.name, u.email, u.image, u."emailVerified",
-       COALESCE(r.expires, f.expires) AS expires, r.id IS NOT NULL AS refreshed
+       COALESCE(r.expires, f.expires) AS expires, r.id IS NOT NULL AS refreshed,
+       c.tat IS NOT NULL AS allowed,
+       (extract(epoch FROM COALESCE(c.tat, (
+           SELECT l.tat FROM rate_limits l
+           WHERE l.user_id = f."userId" AND l.class = $4
+           FOR UPDATE
+       )) - now()) * 1000000)::int8 AS ahead_us
 FROM found f
 JOIN users u ON u.id = f."userId"
 LEFT JOIN refreshed r ON r.id = f.id
+LEFT JOIN charged c ON true
 WHERE f.expires >= now()
 "#;
 
 impl Sessions {
-    pub fn new(pool: DbPool, settings: SessionSettings) -> Self {
-        Sessions { pool, settings }
+    /// Sessions read by a function whose requests are limited by `limit`.
+    pub fn new(pool: DbPool, settings: SessionSettings, limit: RatePolicy) -> Self {
+        Sessions {
+            pool,
+            settings,
+            limit,
+        }
+    }
+
+    /// The rate limit these sessions check.
+    pub fn limit(&self) -> RatePolicy {
+        self.limit
     }
 
     fn policy(&self) -> CookiePolicy {
@@ -250,10 +300,14 @@ impl Sessions {
         }
     }
 
-    /// The caller's live session, or 401.
+    /// The caller's live session, or 401; 429 when the user is over the function's rate limit
+    /// (before the handler does anything: nothing is queued or paid for a refused request).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
         let creds = credentials_under(headers, self.policy()).ok_or(ApiError::Unauthenticated)?;
         let token = creds.token.ok_or(ApiError::Unauthenticated)?;
+        let class = self.limit.class.as_str();
+        let interval = self.limit.interval_us();
+        let tolerance = self.limit.tolerance_us();
         let rows = db::fetch(
             &self.pool,
             RESOLVE_SQL,
@@ -261,13 +315,25 @@ impl Sessions {
                 (&token.expose(), Type::TEXT),
                 (&secs(self.settings.max_age), Type::FLOAT8),
                 (&secs(self.settings.update_age), Type::FLOAT8),
+                (&class, Type::TEXT),
+                (&interval, Type::INT8),
+                (&tolerance, Type::INT8),
             ],
         )
         .await?;
         let row = rows.first().ok_or(ApiError::Unauthenticated)?;
         let id: UserId = row.get(0);
+        let rate = self.limit.status(row.get(7), row.get(8));
         // Outside a request scope (tests calling this directly) there is no log line to fill.
-        let _ = REQUEST_USER.try_with(|u| u.set(Some(id)));
+        let _ = REQUEST_USER.try_with(|u| {
+            u.set(RequestAuth {
+                user: Some(id),
+                rate: Some(rate),
+            })
+        });
+        if !rate.allowed {
+            return Err(ApiError::RateLimited(rate));
+        }
         Ok(Session {
             user: User {
                 id: row.get(0),
@@ -278,6 +344,7 @@ impl Sessions {
             },
             expires: row.get(5),
             refreshed: row.get(6),
+            rate,
             secure_only: self.settings.secure_cookies_only,
             source: creds.source,
             token,
