@@ -261,6 +261,7 @@ const RECEIVERS: &[&str] = &[
     "signalwire-recording",
     "signalwire-status",
     "signalwire-voice",
+    "stripe-webhook",
     "telnyx-webhook",
 ];
 

@@ -229,3 +229,14 @@ pub fn inline_vendor_deadline(req: &Request) -> u64 {
     );
     if lambda == 0 { soon } else { lambda.min(soon) }
 }
+
+/// True for `application/x-www-form-urlencoded` (parameters allowed).
+pub fn is_form_content_type(value: Option<&http::HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}

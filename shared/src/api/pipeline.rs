@@ -203,7 +203,7 @@ impl Http {
             });
         }
         let content_type = req.headers().get(header::CONTENT_TYPE);
-        let form = self.accepts_forms && crate::api::webhook::is_form_content_type(content_type);
+        let form = self.accepts_forms && crate::api::extract::is_form_content_type(content_type);
         if !body.is_empty() && !is_json_content_type(content_type) && !form {
             return Err(ApiError::UnsupportedMediaType);
         }

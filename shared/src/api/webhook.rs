@@ -65,16 +65,7 @@ impl From<SignatureError> for ApiError {
     }
 }
 
-/// True for `application/x-www-form-urlencoded` (parameters allowed).
-pub fn is_form_content_type(value: Option<&http::HeaderValue>) -> bool {
-    value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
+pub use crate::api::extract::is_form_content_type;
 
 /// True when the request's body is a form.
 pub fn is_form(request: &Request) -> bool {
