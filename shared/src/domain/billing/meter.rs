@@ -149,8 +149,8 @@ mod tests {
 
     #[test]
     fn audio_bounds_come_from_the_size_not_the_header_alone() {
-        // A WAV header claiming an hour in a 44-byte file is bounded by the size.
-        assert_eq!(audio_seconds_bound("audio/wav", 44, Some(3600.0)), 1);
+        // A WAV header claiming an hour in a 44-byte file is bounded by the size (1 s, plus 1 s of rounding room).
+        assert_eq!(audio_seconds_bound("audio/wav", 44, Some(3600.0)), 2);
         // An honest 60 s WAV (16 kHz, 16-bit mono) reserves 60 s plus rounding room.
         assert_eq!(audio_seconds_bound("audio/wav", 1_920_044, Some(60.0)), 62);
         // 1 MB of MP3 is at most 250 s at 32 kbit/s.
