@@ -603,10 +603,14 @@ async fn forged_stale_and_thin_events_are_refused_before_any_database_query() {
                     signature::signature(NEW_SECRET, now(), body.as_bytes())
                 ),
             ),
-            400,
-            "malformed-request",
+            401,
+            "invalid-callback-credentials",
         ),
-        (webhook(&body, "garbage"), 400, "malformed-request"),
+        (
+            webhook(&body, "garbage"),
+            401,
+            "invalid-callback-credentials",
+        ),
         (
             Event::new("POST", "/webhooks/stripe")
                 .header("content-type", "application/json")
