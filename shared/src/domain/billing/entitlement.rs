@@ -167,6 +167,9 @@ impl Entitlement {
 }
 
 /// The free plan (first row) and every subscription of the user, newest first, in one statement.
+/// Built once per process: it is read before every reservation.
+static ENTITLEMENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(entitlement_sql);
+
 fn entitlement_sql() -> String {
     let plan_columns = |alias: &str| {
         COLUMNS
@@ -197,7 +200,7 @@ pub async fn read(
     now: OffsetDateTime,
     grace: Duration,
 ) -> Result<Entitlement, Error> {
-    let rows = db::query(client, &entitlement_sql(), &[(&user, Type::INT4)])
+    let rows = db::query(client, &ENTITLEMENT_SQL, &[(&user, Type::INT4)])
         .await
         .map_err(DbError::from)?;
     let mut free = None;
